@@ -1,0 +1,72 @@
+/**
+ * Command-line flags shared by the services. Every value is checked; a bad one stops the process
+ * with a ConfigError that names the flag, before anything is opened or connected.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError } from './errors.ts';
+
+export type FlagSpec = Readonly<
+  Record<string, { readonly type: 'string'; readonly default?: string }>
+>;
+
+export function parseFlags(
+  args: readonly string[],
+  spec: FlagSpec,
+): Record<string, string | undefined> {
+  try {
+    const { values } = parseArgs({
+      args: [...args],
+      options: spec,
+      strict: true,
+      allowPositionals: false,
+    });
+    return values;
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+export function requiredFlag(values: Record<string, string | undefined>, name: string): string {
+  const value = values[name];
+  if (value === undefined || value === '') throw new ConfigError(`--${name} is required`);
+  return value;
+}
+
+export function integerFlag(
+  values: Record<string, string | undefined>,
+  name: string,
+  min: number,
+  max: number,
+): number {
+  const text = values[name] ?? '';
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(
+      `--${name} must be an integer from ${min} to ${max}, not ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
+/** A comma-separated list of nats:// URLs on which the services meet. */
+export function natsUrlsFlag(values: Record<string, string | undefined>): string[] {
+  const urls = requiredFlag(values, 'nats').split(',');
+  for (const url of urls) {
+    if (!/^nats:\/\/[a-z0-9.[\]:-]+:\d{1,5}$/i.test(url)) {
+      throw new ConfigError(`--nats: ${JSON.stringify(url)} is not a nats://host:port URL`);
+    }
+  }
+  return urls;
+}
+
+/** Runs a service's main, turning a configuration error into one clear line and exit code 2. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const name = error instanceof Error ? error.name : 'Error';
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `${JSON.stringify({ level: 'fatal', event: 'start-failed', name, message })}\n`,
+    );
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  });
+}

@@ -1,0 +1,52 @@
+/**
+ * Named crash points for fault tests. When `CONTINUUM_CRASH_AT` names a point (several may be
+ * given, comma-separated), the process kills itself with SIGKILL the first time it reaches that
+ * point: no cleanup, no flush, exactly like `kill -9` from outside. Unset in production.
+ */
+import { ConfigError } from './errors.ts';
+
+export const coordinatorCrashPoints = [
+  'coordinator-after-begin', // 'begin' is durable; no PREPARE has been sent.
+  'coordinator-after-prepares', // Every PREPARE has been handed to NATS.
+  'coordinator-before-decision', // All votes are in; the decision is not yet written.
+  'coordinator-after-decision', // The decision is durable; nobody has been told.
+  'coordinator-after-some-acks', // Some participants acknowledged the decision, not all.
+] as const;
+
+export const participantCrashPoints = [
+  'participant-after-vote', // The YES vote is durable; the reply has not been sent.
+  'participant-after-commit', // COMMIT is applied durably; the ack has not been sent.
+  'participant-after-abort', // ABORT is applied durably; the ack has not been sent.
+] as const;
+
+export type CrashPoint =
+  (typeof coordinatorCrashPoints)[number] | (typeof participantCrashPoints)[number];
+
+const known: readonly string[] = [...coordinatorCrashPoints, ...participantCrashPoints];
+
+function armedPoints(): ReadonlySet<string> {
+  const value = process.env['CONTINUUM_CRASH_AT'];
+  if (value === undefined || value === '') return new Set();
+  const points = value.split(',').map((point) => point.trim());
+  for (const point of points) {
+    if (!known.includes(point)) {
+      throw new ConfigError(
+        `CONTINUUM_CRASH_AT: unknown crash point ${point}; known: ${known.join(', ')}`,
+      );
+    }
+  }
+  return new Set(points);
+}
+
+const armed = armedPoints();
+
+/** Dies here, like kill -9, if this point is armed. */
+export function crashPoint(point: CrashPoint): void {
+  if (!armed.has(point)) return;
+  process.stderr.write(`${JSON.stringify({ event: 'crash-point', point, pid: process.pid })}\n`);
+  process.kill(process.pid, 'SIGKILL');
+}
+
+export function isArmed(point: CrashPoint): boolean {
+  return armed.has(point);
+}

@@ -1,0 +1,404 @@
+/**
+ * The wire protocol: every message that crosses a process boundary, its subject, and the decoder
+ * that turns untrusted bytes into a typed value or a ValidationError.
+ *
+ * Messages are JSON objects with a version `v` and a `kind`. Every message names its transaction,
+ * so a stale, duplicated or reordered one can be recognised and ignored (the network drops,
+ * duplicates, delays and reorders; see docs/protocol.md). Decoders check sizes before parsing,
+ * reject unknown kinds, and never trust a field they have not checked.
+ */
+import { currencyCodes } from './currencies.ts';
+import { errorCodes, ValidationError, type ErrorCode } from './errors.ts';
+
+export const protocolVersion = 1;
+
+/** Caps on what a peer may send us. A message over the size cap is refused before parsing. */
+export const messageBytesMax = 64 * 1024;
+export const amountMinorMax = 1_000_000_000_000;
+export const orderLineCountMax = 100;
+export const quantityMax = 1_000_000;
+export const paymentTimeoutMsDefault = 5_000;
+export const paymentTimeoutMsMin = 100;
+export const paymentTimeoutMsMax = 60_000;
+
+/** Identifiers of customers, vendors, orders, items and clients: 1-64 of [a-z0-9._-]. */
+export const identifierPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Idempotency keys: 16-64 of [A-Za-z0-9_-], so a ULID (26) and a UUID (36) both fit. */
+export const idempotencyKeyPattern = /^[A-Za-z0-9_-]{16,64}$/;
+/** Transaction ids are ULIDs: 26 characters of Crockford base 32. */
+export const transactionIdPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+export const participantNames = ['bank', 'vendor', 'customer'] as const;
+export type ParticipantName = (typeof participantNames)[number];
+
+export const subjects = {
+  pay: 'continuum.coordinator.pay',
+  status: 'continuum.coordinator.status',
+  /** Operators' view of the transactions in flight (read-only). */
+  inFlight: 'continuum.coordinator.in-flight',
+  participant: (name: ParticipantName): string => `continuum.participant.${name}`,
+} as const;
+
+export interface OrderLine {
+  readonly sku: string;
+  readonly quantity: number;
+  readonly unitPriceMinor: number;
+}
+
+/** What is paid: the same object travels from the client to every participant. */
+export interface Payment {
+  readonly payer: string;
+  readonly payee: string;
+  readonly amountMinor: number;
+  readonly currency: string;
+  readonly orderId: string;
+  readonly lines: readonly OrderLine[];
+}
+
+export interface PayRequest {
+  readonly v: 1;
+  readonly kind: 'pay';
+  readonly clientId: string;
+  readonly idempotencyKey: string;
+  readonly payment: Payment;
+  readonly timeoutMs?: number;
+}
+
+export type StatusRequest =
+  | { readonly v: 1; readonly kind: 'status'; readonly txId: string }
+  | {
+      readonly v: 1;
+      readonly kind: 'status';
+      readonly clientId: string;
+      readonly idempotencyKey: string;
+    };
+
+export type Decision = 'commit' | 'abort';
+export type Outcome = 'committed' | 'aborted';
+
+/** Who caused an abort: a participant that voted NO, or the coordinator (deadline, recovery). */
+export type AbortSource = ParticipantName | 'coordinator';
+
+/** The definitive answer for a payment. `replay` is set when it was answered from the journal. */
+export interface OutcomeReply {
+  readonly v: 1;
+  readonly kind: 'outcome';
+  readonly txId: string;
+  readonly idempotencyKey: string;
+  readonly outcome: Outcome;
+  readonly abortedBy?: AbortSource;
+  readonly reason?: string;
+  readonly receipt?: string;
+  readonly replay: boolean;
+}
+
+export type TransactionState = 'unknown' | 'preparing' | 'committed' | 'aborted';
+
+export interface StatusReply {
+  readonly v: 1;
+  readonly kind: 'status';
+  readonly txId: string | null;
+  readonly state: TransactionState;
+  readonly abortedBy?: AbortSource;
+  readonly reason?: string;
+}
+
+export interface ErrorReply {
+  readonly v: 1;
+  readonly kind: 'error';
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export interface PrepareMessage {
+  readonly v: 1;
+  readonly kind: 'prepare';
+  readonly txId: string;
+  readonly payment: Payment;
+}
+
+export interface DecisionMessage {
+  readonly v: 1;
+  readonly kind: 'decision';
+  readonly txId: string;
+  readonly decision: Decision;
+}
+
+export type ParticipantMessage = PrepareMessage | DecisionMessage;
+
+interface VoteFields {
+  readonly v: 1;
+  readonly kind: 'vote';
+  readonly txId: string;
+  readonly participant: ParticipantName;
+}
+
+/** A NO vote always says why, so the client learns which participant refused and for what. */
+export type VoteReply =
+  | (VoteFields & { readonly vote: 'yes' })
+  | (VoteFields & { readonly vote: 'no'; readonly reason: string });
+
+export interface AckReply {
+  readonly v: 1;
+  readonly kind: 'ack';
+  readonly txId: string;
+  readonly participant: ParticipantName;
+  readonly decision: Decision;
+}
+
+export type ParticipantReply = VoteReply | AckReply | ErrorReply;
+export type PayReply = OutcomeReply | ErrorReply;
+
+// ---------------------------------------------------------------------------------------------
+// Decoding. Each decoder takes the raw bytes, enforces the size cap, parses, and checks every
+// field. The result is a fresh object holding only the known fields, so nothing unchecked leaks.
+
+type Fields = Readonly<Record<string, unknown>>;
+
+export function parseMessage(bytes: Uint8Array): Fields {
+  if (bytes.byteLength > messageBytesMax) {
+    throw new ValidationError(
+      'message',
+      `${bytes.byteLength} bytes exceeds ${messageBytesMax}`,
+      'payload-too-large',
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new ValidationError('message', 'not valid UTF-8 JSON');
+  }
+  const fields = asObject(value, 'message');
+  if (fields['v'] !== protocolVersion) {
+    throw new ValidationError('v', `must be ${protocolVersion}`);
+  }
+  return fields;
+}
+
+function asObject(value: unknown, field: string): Fields {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(field, 'must be an object');
+  }
+  return value as Fields;
+}
+
+function readString(fields: Fields, key: string, pattern: RegExp, path = key): string {
+  const value = fields[key];
+  if (typeof value !== 'string') throw new ValidationError(path, 'must be a string');
+  if (!pattern.test(value)) throw new ValidationError(path, `must match ${String(pattern)}`);
+  return value;
+}
+
+function readInteger(fields: Fields, key: string, min: number, max: number, path = key): number {
+  const value = fields[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new ValidationError(path, 'must be an integer');
+  }
+  if (value < min || value > max) {
+    throw new ValidationError(path, `must be between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function readKind<K extends string>(fields: Fields, kinds: readonly K[]): K {
+  const kind = fields['kind'];
+  if (typeof kind !== 'string' || !(kinds as readonly string[]).includes(kind)) {
+    throw new ValidationError('kind', `must be one of ${kinds.join(', ')}`);
+  }
+  return kind as K;
+}
+
+function readOrderLine(value: unknown, path: string): OrderLine {
+  const fields = asObject(value, path);
+  return {
+    sku: readString(fields, 'sku', identifierPattern, `${path}.sku`),
+    quantity: readInteger(fields, 'quantity', 1, quantityMax, `${path}.quantity`),
+    unitPriceMinor: readInteger(fields, 'unitPriceMinor', 0, amountMinorMax, `${path}.unitPrice`),
+  };
+}
+
+export function readPayment(value: unknown, path = 'payment'): Payment {
+  const fields = asObject(value, path);
+  const currency = fields['currency'];
+  if (typeof currency !== 'string' || !currencyCodes.has(currency)) {
+    throw new ValidationError(`${path}.currency`, 'must be an ISO 4217 currency code');
+  }
+  const lines = fields['lines'];
+  if (!Array.isArray(lines) || lines.length === 0 || lines.length > orderLineCountMax) {
+    throw new ValidationError(`${path}.lines`, `must be 1 to ${orderLineCountMax} order lines`);
+  }
+  return {
+    payer: readString(fields, 'payer', identifierPattern, `${path}.payer`),
+    payee: readString(fields, 'payee', identifierPattern, `${path}.payee`),
+    amountMinor: readInteger(fields, 'amountMinor', 1, amountMinorMax, `${path}.amountMinor`),
+    currency,
+    orderId: readString(fields, 'orderId', identifierPattern, `${path}.orderId`),
+    lines: lines.map((line, index) => readOrderLine(line, `${path}.lines[${index}]`)),
+  };
+}
+
+export function decodePayRequest(bytes: Uint8Array): PayRequest {
+  const fields = parseMessage(bytes);
+  readKind(fields, ['pay']);
+  const request: PayRequest = {
+    v: 1,
+    kind: 'pay',
+    clientId: readString(fields, 'clientId', identifierPattern),
+    idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
+    payment: readPayment(fields['payment']),
+  };
+  if (fields['timeoutMs'] === undefined) return request;
+  const timeoutMs = readInteger(fields, 'timeoutMs', paymentTimeoutMsMin, paymentTimeoutMsMax);
+  return { ...request, timeoutMs };
+}
+
+export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
+  const fields = parseMessage(bytes);
+  readKind(fields, ['status']);
+  if (fields['txId'] !== undefined) {
+    return { v: 1, kind: 'status', txId: readString(fields, 'txId', transactionIdPattern) };
+  }
+  return {
+    v: 1,
+    kind: 'status',
+    clientId: readString(fields, 'clientId', identifierPattern),
+    idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
+  };
+}
+
+export function decodeParticipantMessage(bytes: Uint8Array): ParticipantMessage {
+  const fields = parseMessage(bytes);
+  const kind = readKind(fields, ['prepare', 'decision']);
+  const txId = readString(fields, 'txId', transactionIdPattern);
+  if (kind === 'prepare') {
+    return { v: 1, kind, txId, payment: readPayment(fields['payment']) };
+  }
+  return { v: 1, kind, txId, decision: readKind({ kind: fields['decision'] }, decisions) };
+}
+
+const decisions = ['commit', 'abort'] as const;
+const reasonPattern = /^[a-z0-9][a-z0-9 ._:,()'<>=/-]{0,199}$/i;
+
+function readParticipant(fields: Fields): ParticipantName {
+  const value = fields['participant'];
+  if (!participantNames.includes(value as ParticipantName)) {
+    throw new ValidationError('participant', `must be one of ${participantNames.join(', ')}`);
+  }
+  return value as ParticipantName;
+}
+
+export function decodeParticipantReply(bytes: Uint8Array): ParticipantReply {
+  const fields = parseMessage(bytes);
+  const kind = readKind(fields, ['vote', 'ack', 'error']);
+  if (kind === 'error') return decodeErrorFields(fields);
+  const txId = readString(fields, 'txId', transactionIdPattern);
+  const participant = readParticipant(fields);
+  if (kind === 'ack') {
+    return {
+      v: 1,
+      kind,
+      txId,
+      participant,
+      decision: readKind({ kind: fields['decision'] }, decisions),
+    };
+  }
+  const vote = readKind({ kind: fields['vote'] }, ['yes', 'no']);
+  if (vote === 'yes') return { v: 1, kind, txId, participant, vote };
+  return {
+    v: 1,
+    kind,
+    txId,
+    participant,
+    vote,
+    reason: readString(fields, 'reason', reasonPattern),
+  };
+}
+
+function decodeErrorFields(fields: Fields): ErrorReply {
+  const message = fields['message'];
+  return {
+    v: 1,
+    kind: 'error',
+    code: readKind({ kind: fields['code'] }, errorCodes),
+    message: typeof message === 'string' ? message.slice(0, 500) : '',
+  };
+}
+
+export function decodeStatusReply(bytes: Uint8Array): StatusReply | ErrorReply {
+  const fields = parseMessage(bytes);
+  const kind = readKind(fields, ['status', 'error']);
+  if (kind === 'error') return decodeErrorFields(fields);
+  const state = readKind({ kind: fields['state'] }, [
+    'unknown',
+    'preparing',
+    'committed',
+    'aborted',
+  ]);
+  const txId = fields['txId'] === null ? null : readString(fields, 'txId', transactionIdPattern);
+  return { v: 1, kind, txId, state, ...readOutcomeDetails(fields) };
+}
+
+export function decodePayReply(bytes: Uint8Array): PayReply {
+  const fields = parseMessage(bytes);
+  const kind = readKind(fields, ['outcome', 'error']);
+  if (kind === 'error') return decodeErrorFields(fields);
+  const reply: OutcomeReply = {
+    v: 1,
+    kind,
+    txId: readString(fields, 'txId', transactionIdPattern),
+    idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
+    outcome: readKind({ kind: fields['outcome'] }, ['committed', 'aborted']),
+    replay: fields['replay'] === true,
+  };
+  return { ...reply, ...readOutcomeDetails(fields) };
+}
+
+const abortSources: readonly AbortSource[] = [...participantNames, 'coordinator'];
+
+/** The optional details of an outcome or status: who aborted, why, and the receipt. */
+function readOutcomeDetails(fields: Fields): {
+  abortedBy?: AbortSource;
+  reason?: string;
+  receipt?: string;
+} {
+  const details: { abortedBy?: AbortSource; reason?: string; receipt?: string } = {};
+  if (fields['abortedBy'] !== undefined) {
+    details.abortedBy = readKind({ kind: fields['abortedBy'] }, abortSources);
+  }
+  if (fields['reason'] !== undefined) details.reason = readString(fields, 'reason', reasonPattern);
+  if (fields['receipt'] !== undefined) {
+    details.receipt = readString(fields, 'receipt', /^rcpt-[0-9A-HJKMNP-TV-Z]{26}$/);
+  }
+  return details;
+}
+
+const encoder = new TextEncoder();
+
+export function encodeMessage(message: object): Uint8Array {
+  return encoder.encode(JSON.stringify(message));
+}
+
+export function errorReply(code: ErrorCode, message: string): ErrorReply {
+  return { v: 1, kind: 'error', code, message };
+}
+
+/**
+ * A canonical fingerprint of what a payment request asks for: the same payment always gives the
+ * same string whatever the field order on the wire, and any difference in payer, payee, amount,
+ * currency, order or lines gives a different one. Stored with the idempotency key.
+ */
+export function paymentFingerprint(payment: Payment): string {
+  const lines = payment.lines
+    .map((line) => `${line.sku}*${line.quantity}@${line.unitPriceMinor}`)
+    .sort()
+    .join(',');
+  return [
+    payment.payer,
+    payment.payee,
+    payment.amountMinor,
+    payment.currency,
+    payment.orderId,
+    lines,
+  ].join('|');
+}

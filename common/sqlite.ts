@@ -1,0 +1,101 @@
+/**
+ * Opening a SQLite database the one way this project allows: pragmas set explicitly on every
+ * connection, then the numbered migrations of `migrations/<database>/` applied in order.
+ *
+ * `synchronous=FULL` matters: in WAL mode, NORMAL may lose committed transactions on power loss,
+ * and better-sqlite3 reopens an existing WAL database at NORMAL unless told otherwise. A process
+ * crash loses nothing either way, so no kill -9 test can catch the wrong setting; the pragma test
+ * reads it back instead.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { MigrationError } from './errors.ts';
+
+export type SqliteDatabase = Database.Database;
+
+export const migrationsRoot = fileURLToPath(new URL('../migrations/', import.meta.url));
+
+export const databaseNames = ['coordinator', 'bank', 'vendor', 'customer'] as const;
+export type DatabaseName = (typeof databaseNames)[number];
+
+/** Opens (creating if needed) a database, sets its pragmas and brings its schema up to date. */
+export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
+  const db = new Database(file);
+  try {
+    setPragmas(db);
+    migrate(db, name);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+export function setPragmas(db: SqliteDatabase): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  // Another process (a standby coordinator, an inspector) may hold the write lock briefly.
+  db.pragma('busy_timeout = 5000');
+}
+
+interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+const migrationFilePattern = /^(\d{4})-([a-z0-9-]+)\.sql$/;
+
+export function loadMigrations(name: DatabaseName): Migration[] {
+  const directory = join(migrationsRoot, name);
+  const migrations = readdirSync(directory)
+    .filter((file) => file.endsWith('.sql'))
+    .map((file) => {
+      const match = migrationFilePattern.exec(file);
+      if (!match?.[1] || !match[2]) {
+        throw new MigrationError(`${join(directory, file)}: name must be NNNN-name.sql`);
+      }
+      const sql = readFileSync(join(directory, file), 'utf8');
+      return { version: Number(match[1]), name: match[2], sql };
+    })
+    .sort((a, b) => a.version - b.version);
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new MigrationError(`${directory}: migration ${index + 1} is missing`);
+    }
+  });
+  return migrations;
+}
+
+/** Applies the migrations the database has not seen, each in its own transaction. */
+export function migrate(db: SqliteDatabase, name: DatabaseName): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  ) STRICT`);
+  const migrations = loadMigrations(name);
+  const row = db.prepare('SELECT max(version) AS version FROM schema_migrations').get() as {
+    version: number | null;
+  };
+  const current = row.version ?? 0;
+  if (current > migrations.length) {
+    throw new MigrationError(
+      `${db.name} has schema version ${current} but this code knows only ` +
+        `${migrations.length} ${name} migrations: it was written by a newer version; ` +
+        `refusing to start`,
+    );
+  }
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+  );
+  for (const migration of migrations.slice(current)) {
+    db.transaction(() => {
+      db.exec(migration.sql);
+      record.run(migration.version, migration.name, Date.now());
+    })();
+  }
+}

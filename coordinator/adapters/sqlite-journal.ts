@@ -1,0 +1,266 @@
+/**
+ * The coordinator's journal in SQLite. Appends a batch of records in one SQLite transaction (one
+ * fsync under synchronous=FULL: group commit), keeps the `payments` index in step with it, looks
+ * payments up by key or id, and reads back the records recovery must replay.
+ *
+ * Records are checked when they are read back: a record of an unknown kind, an unreadable body or
+ * an index that disagrees with the log makes the coordinator refuse to start, naming the file and
+ * the record, rather than silently forget a decision.
+ */
+import { JournalCorruptError, ValidationError } from '../../common/errors.ts';
+import {
+  participantNames,
+  readPayment,
+  transactionIdPattern,
+  type AbortSource,
+  type ParticipantName,
+} from '../../common/protocol.ts';
+import { openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
+import type { JournalRecord, StoredPayment } from '../core/types.ts';
+
+interface PaymentRow {
+  readonly tx_id: string;
+  readonly idempotency_key: string;
+  readonly fingerprint: string;
+  readonly state: 'preparing' | 'committed' | 'aborted';
+  readonly aborted_by: string | null;
+  readonly reason: string | null;
+}
+
+interface JournalRow {
+  readonly seq: number;
+  readonly tx_id: string;
+  readonly kind: string;
+  readonly body: string;
+  readonly written_at: number;
+}
+
+const paymentColumns = 'tx_id, idempotency_key, fingerprint, state, aborted_by, reason';
+
+export class SqliteJournal {
+  readonly file: string;
+  readonly #db: SqliteDatabase;
+  readonly #statements;
+
+  constructor(file: string) {
+    this.file = file;
+    this.#db = openDatabase(file, 'coordinator');
+    const db = this.#db;
+    this.#statements = {
+      append: db.prepare('INSERT INTO journal (tx_id, kind, body, written_at) VALUES (?, ?, ?, ?)'),
+      claim: db.prepare(
+        `INSERT INTO payments (tx_id, client_id, idempotency_key, fingerprint, state, created_at)
+         VALUES (?, ?, ?, ?, 'preparing', ?)`,
+      ),
+      decide: db.prepare(
+        `UPDATE payments SET state = ?, aborted_by = ?, reason = ?, decided_at = ?
+         WHERE tx_id = ? AND state = 'preparing'`,
+      ),
+      complete: db.prepare(
+        'UPDATE payments SET completed_at = ? WHERE tx_id = ? AND completed_at IS NULL',
+      ),
+      byKey: db.prepare(
+        `SELECT ${paymentColumns} FROM payments WHERE client_id = ? AND idempotency_key = ?`,
+      ),
+      byId: db.prepare(`SELECT ${paymentColumns} FROM payments WHERE tx_id = ?`),
+      unfinished: db.prepare(
+        `SELECT seq, tx_id, kind, body, written_at FROM journal AS record
+         WHERE NOT EXISTS (SELECT 1 FROM journal AS done
+                           WHERE done.tx_id = record.tx_id AND done.kind = 'completed')
+         ORDER BY seq`,
+      ),
+      history: db.prepare(
+        'SELECT seq, tx_id, kind, body, written_at FROM journal WHERE tx_id = ? ORDER BY seq',
+      ),
+    };
+  }
+
+  /** Writes records in one SQLite transaction; durable when this returns (synchronous=FULL). */
+  append(records: readonly JournalRecord[], now: number): void {
+    if (records.length === 0) return;
+    this.#db.transaction(() => {
+      for (const record of records) this.#write(record, now);
+    })();
+  }
+
+  #write(record: JournalRecord, now: number): void {
+    const s = this.#statements;
+    s.append.run(record.txId, record.kind, JSON.stringify(record), now);
+    switch (record.kind) {
+      case 'begin':
+        s.claim.run(
+          record.txId,
+          record.clientId,
+          record.idempotencyKey,
+          record.fingerprint,
+          record.createdAt,
+        );
+        return;
+      case 'decided': {
+        const state = record.decision === 'commit' ? 'committed' : 'aborted';
+        const changed = s.decide.run(
+          state,
+          record.abortedBy ?? null,
+          record.reason ?? null,
+          record.decidedAt,
+          record.txId,
+        );
+        // The machine decides once; a second decision would be a bug, so refuse to write it.
+        if (changed.changes !== 1) throw new Error(`decision for ${record.txId} not recorded`);
+        return;
+      }
+      case 'completed':
+        s.complete.run(record.completedAt, record.txId);
+        return;
+    }
+  }
+
+  findByKey(clientId: string, idempotencyKey: string): StoredPayment | undefined {
+    const row = this.#statements.byKey.get(clientId, idempotencyKey) as PaymentRow | undefined;
+    return row && storedFrom(row);
+  }
+
+  findById(txId: string): StoredPayment | undefined {
+    const row = this.#statements.byId.get(txId) as PaymentRow | undefined;
+    return row && storedFrom(row);
+  }
+
+  /** Every record of every transaction that is not completed, in the order written. */
+  unfinishedRecords(): JournalRecord[] {
+    const rows = this.#statements.unfinished.all() as JournalRow[];
+    return rows.map((row) => this.#decode(row));
+  }
+
+  /** Every record of one transaction, with the time each was written: for `inspect`. */
+  history(txId: string): { record: JournalRecord; writtenAt: number; seq: number }[] {
+    const rows = this.#statements.history.all(txId) as JournalRow[];
+    return rows.map((row) => ({
+      record: this.#decode(row),
+      writtenAt: row.written_at,
+      seq: row.seq,
+    }));
+  }
+
+  /**
+   * Checks that the index agrees with what recovery rebuilt from the log: every payment the
+   * index says is unfinished has its records, with the same decision.
+   */
+  checkIndex(inFlight: ReadonlyMap<string, 'preparing' | 'committed' | 'aborted'>): void {
+    const rows = this.#db
+      .prepare('SELECT tx_id, state FROM payments WHERE completed_at IS NULL')
+      .all() as { tx_id: string; state: string }[];
+    for (const row of rows) {
+      const state = inFlight.get(row.tx_id);
+      if (state !== row.state) {
+        const found = state ?? 'no records';
+        const message = `payments index says ${row.state} but the journal says ${found}`;
+        throw new JournalCorruptError(this.file, `transaction ${row.tx_id}`, message);
+      }
+    }
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #decode(row: JournalRow): JournalRecord {
+    try {
+      return decodeRecord(row);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new JournalCorruptError(this.file, `record seq ${row.seq} (${row.tx_id})`, message);
+    }
+  }
+}
+
+function storedFrom(row: PaymentRow): StoredPayment {
+  const base = {
+    txId: row.tx_id,
+    idempotencyKey: row.idempotency_key,
+    fingerprint: row.fingerprint,
+  };
+  if (row.state === 'preparing') return base;
+  return {
+    ...base,
+    decided: {
+      decision: row.state === 'committed' ? 'commit' : 'abort',
+      ...(row.aborted_by === null ? {} : { abortedBy: row.aborted_by as AbortSource }),
+      ...(row.reason === null ? {} : { reason: row.reason }),
+    },
+  };
+}
+
+/** Decodes and checks one journal row; throws on anything correct code cannot have written. */
+function decodeRecord(row: JournalRow): JournalRecord {
+  const body = JSON.parse(row.body) as Record<string, unknown>;
+  if (body['kind'] !== row.kind) throw new ValidationError('kind', `row says ${row.kind}`);
+  if (body['txId'] !== row.tx_id || !transactionIdPattern.test(row.tx_id)) {
+    throw new ValidationError('txId', 'does not match its row');
+  }
+  const txId = row.tx_id;
+  switch (row.kind) {
+    case 'begin':
+      return {
+        kind: 'begin',
+        txId,
+        clientId: text(body, 'clientId'),
+        idempotencyKey: text(body, 'idempotencyKey'),
+        fingerprint: text(body, 'fingerprint'),
+        payment: readPayment(body['payment']),
+        participants: readParticipants(body['participants']),
+        createdAt: time(body, 'createdAt'),
+        deadlineAt: time(body, 'deadlineAt'),
+      };
+    case 'decided':
+      return decodeDecided(txId, body);
+    case 'completed':
+      return { kind: 'completed', txId, completedAt: time(body, 'completedAt') };
+    default:
+      throw new ValidationError('kind', `unknown record kind ${JSON.stringify(row.kind)}`);
+  }
+}
+
+function decodeDecided(txId: string, body: Record<string, unknown>): JournalRecord {
+  const decision = body['decision'];
+  if (decision !== 'commit' && decision !== 'abort') {
+    throw new ValidationError('decision', 'must be commit or abort');
+  }
+  const abortedBy = body['abortedBy'];
+  const reason = body['reason'];
+  return {
+    kind: 'decided',
+    txId,
+    decision,
+    ...(typeof abortedBy === 'string' ? { abortedBy: abortedBy as AbortSource } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+    decidedAt: time(body, 'decidedAt'),
+  };
+}
+
+function text(body: Record<string, unknown>, key: string): string {
+  const value = body[key];
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new ValidationError(key, 'must be a non-empty string');
+  }
+  return value;
+}
+
+function time(body: Record<string, unknown>, key: string): number {
+  const value = body[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new ValidationError(key, 'must be a timestamp');
+  }
+  return value;
+}
+
+function readParticipants(value: unknown): ParticipantName[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new ValidationError('participants', 'must be a non-empty list');
+  }
+  return value.map((name) => {
+    if (!participantNames.includes(name as ParticipantName)) {
+      throw new ValidationError('participants', `unknown participant ${String(name)}`);
+    }
+    return name as ParticipantName;
+  });
+}

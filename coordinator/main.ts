@@ -1,0 +1,58 @@
+/**
+ * The coordinator process: `tsx coordinator/main.ts --nats <urls> --db <file> [timings]`.
+ * Opens (and migrates) the journal, recovers, connects to NATS and serves until SIGTERM.
+ */
+import { monotonicFactory } from 'ulid';
+import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
+import { announceReady, createLogger } from '../common/log.ts';
+import { connectNats } from '../common/nats.ts';
+import { participantNames } from '../common/protocol.ts';
+import { SqliteJournal } from './adapters/sqlite-journal.ts';
+import { CoordinatorService } from './service.ts';
+
+const flags = {
+  nats: { type: 'string' },
+  db: { type: 'string' },
+  'send-timeout-ms': { type: 'string', default: '1000' },
+  'prepare-resend-ms': { type: 'string', default: '500' },
+  'decision-resend-min-ms': { type: 'string', default: '200' },
+  'decision-resend-max-ms': { type: 'string', default: '10000' },
+  'in-flight-max': { type: 'string', default: '10000' },
+} as const;
+
+async function main(): Promise<void> {
+  const values = parseFlags(process.argv.slice(2), flags);
+  const servers = natsUrlsFlag(values);
+  const dbFile = requiredFlag(values, 'db');
+  const machine = {
+    participants: participantNames,
+    prepareResendMs: integerFlag(values, 'prepare-resend-ms', 10, 60_000),
+    decisionResendMsMin: integerFlag(values, 'decision-resend-min-ms', 10, 60_000),
+    decisionResendMsMax: integerFlag(values, 'decision-resend-max-ms', 10, 600_000),
+    inFlightMax: integerFlag(values, 'in-flight-max', 1, 1_000_000),
+  };
+  const sendTimeoutMs = integerFlag(values, 'send-timeout-ms', 10, 60_000);
+  const log = createLogger('coordinator');
+  const journal = new SqliteJournal(dbFile);
+  const nats = await connectNats({ servers, name: 'continuum-coordinator' });
+  const newId = monotonicFactory();
+  const service = new CoordinatorService({
+    nats,
+    journal,
+    machine,
+    sendTimeoutMs,
+    log,
+    now: () => Date.now(),
+    newTransactionId: () => newId(),
+  });
+  service.start();
+  await nats.flush();
+  announceReady({ service: 'coordinator', db: dbFile });
+  const stop = (): void => {
+    void service.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+runMain(main);

@@ -1,0 +1,283 @@
+/**
+ * The coordinator's shell: it feeds the pure machine with what arrives from NATS and the clock,
+ * and carries out the machine's effects against the journal and NATS.
+ *
+ * Inputs are queued and handled in batches, one batch per turn of the event loop. A batch's
+ * journal records are written in one SQLite transaction (group commit: one fsync for every
+ * payment that reached a checkpoint in that turn) before any of the batch's messages or replies
+ * leave, so no message ever goes out ahead of the record it depends on. Lookups in the journal
+ * happen when an input is handled, not when it arrives, so they see every earlier batch.
+ */
+import { crashPoint, isArmed } from '../common/crash.ts';
+import { JournalCorruptError, ValidationError } from '../common/errors.ts';
+import { errorText, type Logger } from '../common/log.ts';
+import { isNoResponders, type Msg, type NatsConnection } from '../common/nats.ts';
+import {
+  decodeParticipantReply,
+  decodePayRequest,
+  decodeStatusRequest,
+  encodeMessage,
+  errorReply,
+  subjects,
+  type ParticipantMessage,
+  type ParticipantName,
+} from '../common/protocol.ts';
+import type { SqliteJournal } from './adapters/sqlite-journal.ts';
+import { CoordinatorMachine, RecoveryRejectedError } from './core/machine.ts';
+import type {
+  CoordinatorConfig,
+  CoordinatorEffect,
+  CoordinatorInput,
+  JournalRecord,
+  RequestRef,
+} from './core/types.ts';
+
+export interface CoordinatorServiceOptions {
+  readonly nats: NatsConnection;
+  readonly journal: SqliteJournal;
+  readonly machine: CoordinatorConfig;
+  /** How long one PREPARE or decision waits for its reply before it counts as failed. */
+  readonly sendTimeoutMs: number;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly newTransactionId: () => string;
+}
+
+export class CoordinatorService {
+  readonly #options: CoordinatorServiceOptions;
+  readonly #machine: CoordinatorMachine;
+  /** Inputs waiting for the next batch; each is built when handled, so its lookups are fresh. */
+  #queue: (() => CoordinatorInput)[] = [];
+  #flushScheduled = false;
+  readonly #pending = new Map<RequestRef, Msg>();
+  #nextRequestRef = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #stopped = false;
+
+  constructor(options: CoordinatorServiceOptions) {
+    this.#options = options;
+    this.#machine = new CoordinatorMachine(options.machine);
+  }
+
+  /** Recovers from the journal, then starts serving. Throws JournalCorruptError on bad records. */
+  start(): void {
+    this.#recover();
+    const { nats } = this.#options;
+    const queue = 'coordinator';
+    nats.subscribe(subjects.pay, { queue, callback: (_error, msg) => this.#onPay(msg) });
+    nats.subscribe(subjects.status, { queue, callback: (_error, msg) => this.#onStatus(msg) });
+    nats.subscribe(subjects.inFlight, {
+      queue,
+      callback: (_error, msg) => {
+        msg.respond(encodeMessage(this.#machine.inspect(this.#options.now())));
+      },
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#options.nats.drain();
+    this.#options.journal.close();
+  }
+
+  #recover(): void {
+    const { journal, now } = this.#options;
+    const records = journal.unfinishedRecords();
+    for (const record of records) {
+      try {
+        this.#machine.step({ kind: 'record-recovered', record });
+      } catch (error) {
+        if (!(error instanceof RecoveryRejectedError)) throw error;
+        throw new JournalCorruptError(journal.file, `transaction ${record.txId}`, error.message);
+      }
+    }
+    const states = new Map(
+      this.#machine.inspect(0).map((tx) => [tx.txId, stateOfPhase(tx.phase)] as const),
+    );
+    journal.checkIndex(states);
+    this.#options.log.info('recovered', { records: records.length, inFlight: states.size });
+    this.#execute(this.#machine.step({ kind: 'recovery-finished', now: now() }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Arrivals. Malformed requests are answered at once and never reach the machine or journal.
+
+  #onPay(msg: Msg): void {
+    try {
+      const request = decodePayRequest(msg.data);
+      const requestRef = this.#register(msg);
+      const { journal, now, newTransactionId } = this.#options;
+      this.#enqueue(() => ({
+        kind: 'pay-requested',
+        now: now(),
+        requestRef,
+        request,
+        newTxId: newTransactionId(),
+        stored: journal.findByKey(request.clientId, request.idempotencyKey),
+      }));
+    } catch (error) {
+      this.#refuse(msg, error);
+    }
+  }
+
+  #onStatus(msg: Msg): void {
+    try {
+      const query = decodeStatusRequest(msg.data);
+      const requestRef = this.#register(msg);
+      const { journal, now } = this.#options;
+      this.#enqueue(() => ({
+        kind: 'status-requested',
+        now: now(),
+        requestRef,
+        query,
+        stored:
+          'txId' in query
+            ? journal.findById(query.txId)
+            : journal.findByKey(query.clientId, query.idempotencyKey),
+      }));
+    } catch (error) {
+      this.#refuse(msg, error);
+    }
+  }
+
+  #refuse(msg: Msg, error: unknown): void {
+    if (!(error instanceof ValidationError)) throw error;
+    msg.respond(encodeMessage(errorReply(error.code, error.message)));
+  }
+
+  #register(msg: Msg): RequestRef {
+    const requestRef = this.#nextRequestRef;
+    this.#nextRequestRef += 1;
+    this.#pending.set(requestRef, msg);
+    return requestRef;
+  }
+
+  #enqueue(input: () => CoordinatorInput): void {
+    if (this.#stopped) return;
+    this.#queue.push(input);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Batches.
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const inputs = this.#queue;
+    this.#queue = [];
+    const effects: CoordinatorEffect[] = [];
+    const acked: string[] = [];
+    for (const makeInput of inputs) {
+      const input = makeInput();
+      effects.push(...this.#machine.step(input));
+      if (input.kind === 'ack-received') acked.push(input.txId);
+    }
+    this.#execute(effects);
+    if (acked.some((txId) => this.#machine.isInFlight(txId))) {
+      crashPoint('coordinator-after-some-acks');
+    }
+  }
+
+  #execute(effects: readonly CoordinatorEffect[]): void {
+    const records: JournalRecord[] = [];
+    for (const effect of effects) if (effect.kind === 'journal') records.push(effect.record);
+    const decidesCommit = records.some((r) => r.kind === 'decided' && r.decision === 'commit');
+    if (decidesCommit) crashPoint('coordinator-before-decision');
+    this.#options.journal.append(records, this.#options.now());
+    if (records.some((record) => record.kind === 'begin')) crashPoint('coordinator-after-begin');
+    if (records.some((record) => record.kind === 'decided')) {
+      crashPoint('coordinator-after-decision');
+    }
+    let sentPrepare = false;
+    for (const effect of effects) {
+      if (effect.kind === 'send') {
+        this.#send(effect.participant, effect.message);
+        sentPrepare ||= effect.message.kind === 'prepare';
+      } else if (effect.kind === 'reply') {
+        const msg = this.#pending.get(effect.requestRef);
+        this.#pending.delete(effect.requestRef);
+        msg?.respond(encodeMessage(effect.reply));
+      }
+    }
+    if (sentPrepare && isArmed('coordinator-after-prepares')) {
+      // Die only once the PREPAREs have left this process, not while they sit in its buffer.
+      void this.#options.nats.flush().then(() => crashPoint('coordinator-after-prepares'));
+    }
+    this.#armTimer();
+  }
+
+  #send(participant: ParticipantName, message: ParticipantMessage): void {
+    const { nats, sendTimeoutMs, now } = this.#options;
+    const { txId } = message;
+    nats
+      .request(subjects.participant(participant), encodeMessage(message), {
+        timeout: sendTimeoutMs,
+      })
+      .then(
+        (reply) => this.#enqueue(() => this.#answerInput(participant, message, reply.data)),
+        (error: unknown) => {
+          const text = isNoResponders(error) ? 'no responders' : errorText(error);
+          this.#enqueue(() => ({
+            kind: 'send-failed',
+            now: now(),
+            txId,
+            participant,
+            error: text,
+          }));
+        },
+      );
+  }
+
+  /** Turns a participant's reply into an input; a reply that breaks the protocol is a failure. */
+  #answerInput(
+    participant: ParticipantName,
+    sent: ParticipantMessage,
+    data: Uint8Array,
+  ): CoordinatorInput {
+    const now = this.#options.now();
+    const { txId } = sent;
+    let failure: string;
+    try {
+      const reply = decodeParticipantReply(data);
+      if (reply.kind === 'error') {
+        failure = `${participant} refused: ${reply.code}: ${reply.message}`;
+      } else if (reply.txId !== txId || reply.participant !== participant) {
+        failure = `${participant} answered for another transaction or participant`;
+      } else if (reply.kind === 'vote' && sent.kind === 'prepare') {
+        const { vote } = reply;
+        if (vote === 'yes') return { kind: 'vote-received', now, txId, participant, vote };
+        return { kind: 'vote-received', now, txId, participant, vote, reason: reply.reason };
+      } else if (reply.kind === 'ack' && sent.kind === 'decision') {
+        return { kind: 'ack-received', now, txId, participant, decision: reply.decision };
+      } else {
+        failure = `${participant} answered ${sent.kind} with ${reply.kind}`;
+      }
+    } catch (error) {
+      failure = `${participant} sent a malformed reply: ${errorText(error)}`;
+    }
+    this.#options.log.warn('participant-reply-rejected', { txId, participant, failure });
+    return { kind: 'send-failed', now, txId, participant, error: failure };
+  }
+
+  /** Keeps one timer, set for the machine's next deadline. */
+  #armTimer(): void {
+    const deadline = this.#machine.nextDeadline();
+    if (deadline === undefined || deadline >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    const delayMs = Math.max(0, deadline - this.#options.now());
+    this.#timer = setTimeout(() => {
+      this.#timerAt = Number.POSITIVE_INFINITY;
+      this.#enqueue(() => ({ kind: 'tick', now: this.#options.now() }));
+    }, delayMs);
+  }
+}
+
+function stateOfPhase(phase: 'preparing' | 'committing' | 'aborting') {
+  if (phase === 'preparing') return 'preparing';
+  return phase === 'committing' ? 'committed' : 'aborted';
+}

@@ -1,0 +1,142 @@
+/**
+ * One Continuum service (coordinator or participant) as a child OS process. It is started with
+ * tsx, counts as ready when it prints its `ready` line on stdout, and writes its JSON logs to a
+ * file. It can be stopped, killed with SIGKILL, paused and resumed, and restarted with the same
+ * arguments. Only processes started here are ever signalled, and only by their own pid.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const projectRoot = fileURLToPath(new URL('../', import.meta.url));
+
+export class ServiceStartError extends Error {
+  override readonly name = 'ServiceStartError';
+}
+
+export interface ServiceSpec {
+  readonly name: string;
+  /** The entry point, relative to the project root, e.g. `coordinator/main.ts`. */
+  readonly entry: string;
+  readonly args: readonly string[];
+  readonly logFile: string;
+  readonly readyTimeoutMs?: number;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+});
+
+export class ServiceProcess {
+  readonly spec: ServiceSpec;
+  #child: ChildProcess | undefined;
+  #exited: Promise<void> = Promise.resolve();
+
+  constructor(spec: ServiceSpec) {
+    this.spec = spec;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  isRunning(): boolean {
+    return (
+      this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null
+    );
+  }
+
+  /** Starts the process with extra environment (e.g. a crash point) and waits until it is ready. */
+  async start(env: Readonly<Record<string, string>> = {}): Promise<void> {
+    if (this.isRunning()) throw new ServiceStartError(`${this.spec.name} is already running`);
+    const log = createWriteStream(this.spec.logFile, { flags: 'a' });
+    const child = spawn(process.execPath, ['--import', 'tsx', this.spec.entry, ...this.spec.args], {
+      cwd: projectRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    live.add(child);
+    child.stderr.pipe(log);
+    this.#exited = new Promise((resolve) => {
+      child.once('exit', () => {
+        live.delete(child);
+        resolve();
+      });
+    });
+    await this.#waitReady(child);
+  }
+
+  async #waitReady(child: ChildProcess): Promise<void> {
+    const timeoutMs = this.spec.readyTimeoutMs ?? 20_000;
+    if (!child.stdout) throw new ServiceStartError(`${this.spec.name} has no stdout`);
+    const lines = createInterface({ input: child.stdout });
+    const ready = new Promise<boolean>((resolve) => {
+      lines.on('line', (line) => {
+        if (line.includes('"event":"ready"')) resolve(true);
+      });
+      child.once('exit', () => resolve(false));
+      setTimeout(() => resolve(false), timeoutMs).unref();
+    });
+    if (await ready) return;
+    if (this.isRunning()) await this.kill();
+    throw new ServiceStartError(
+      `${this.spec.name} did not become ready within ${timeoutMs} ms; log:\n${this.logTail()}`,
+    );
+  }
+
+  /** Resolves when the process has exited (for example at a crash point). */
+  async exited(): Promise<void> {
+    await this.#exited;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.isRunning()) return;
+    this.resume();
+    this.#signal('SIGTERM');
+    const stopped = await Promise.race([
+      this.#exited.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref()),
+    ]);
+    if (!stopped) await this.kill();
+  }
+
+  /** kill -9: no cleanup, no flush. */
+  async kill(): Promise<void> {
+    if (!this.isRunning()) return;
+    this.#signal('SIGKILL');
+    await this.#exited;
+  }
+
+  pause(): void {
+    this.#signal('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#signal('SIGCONT');
+  }
+
+  async restart(env: Readonly<Record<string, string>> = {}): Promise<void> {
+    await this.stop();
+    await this.start(env);
+  }
+
+  logTail(lineCount = 30): string {
+    try {
+      return readFileSync(this.spec.logFile, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .slice(-lineCount)
+        .join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    const pid = this.#child?.pid;
+    if (pid !== undefined && this.isRunning()) process.kill(pid, signal);
+  }
+}

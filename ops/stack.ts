@@ -1,0 +1,132 @@
+/**
+ * The whole system on one machine: nats-server (one node, or a 3-node cluster), the coordinator
+ * and the three participants, each a separate OS process with its own data directory under one
+ * root. Used by the demo, the integration tests and the benchmarks. Everything listens on
+ * 127.0.0.1 only, on ports chosen by the OS.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { participantNames, type ParticipantName } from '../common/protocol.ts';
+import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
+import {
+  startNatsCluster,
+  startNatsServer,
+  type NatsClusterHandle,
+  type NatsServerHandle,
+} from './nats-server.ts';
+import { ServiceProcess } from './service-process.ts';
+
+export type ServiceName = 'coordinator' | ParticipantName;
+
+export interface StackOptions {
+  /** Root directory; a fresh temp directory when omitted (removed by `stop({ remove: true })`). */
+  readonly root?: string;
+  /** Run a 3-node NATS cluster instead of one server. */
+  readonly cluster?: boolean;
+  /** Fills the participants' databases before they start (the databases are migrated first). */
+  readonly seed?: (databases: Readonly<Record<ParticipantName, SqliteDatabase>>) => void;
+  /** Extra flags per service, e.g. shorter timeouts for tests. */
+  readonly flags?: Partial<Readonly<Record<ServiceName, readonly string[]>>>;
+}
+
+export interface Stack {
+  readonly root: string;
+  readonly natsUrls: readonly string[];
+  readonly nats: readonly NatsServerHandle[];
+  readonly services: Readonly<Record<ServiceName, ServiceProcess>>;
+  /** The SQLite file of a service. */
+  dbFile(name: ServiceName): string;
+  stop(options?: { remove?: boolean }): Promise<void>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const root = options.root ?? mkdtempSync(join(tmpdir(), 'continuum-'));
+  const natsDir = join(root, 'nats');
+  mkdirSync(natsDir, { recursive: true });
+  const cluster: NatsClusterHandle = options.cluster
+    ? await startNatsCluster({ dataDir: natsDir })
+    : await singleNodeCluster(natsDir);
+  const nats = cluster.nodes;
+  const natsUrls = nats.map((node) => node.url);
+  const dbFile = (name: ServiceName): string => join(root, name, `${name}.sqlite`);
+  for (const name of ['coordinator', ...participantNames] as const) {
+    mkdirSync(join(root, name), { recursive: true });
+  }
+  if (options.seed) seedDatabases(dbFile, options.seed);
+  const services = createServices(root, natsUrls, dbFile, options.flags ?? {});
+  const stop = async ({ remove = false } = {}): Promise<void> => {
+    await Promise.all(Object.values(services).map((service) => service.stop()));
+    await cluster.stop();
+    if (remove) rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    // Participants first, so the coordinator's recovery finds them listening.
+    await Promise.all(participantNames.map((name) => services[name].start()));
+    await services.coordinator.start();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { root, natsUrls, nats, services, dbFile, stop };
+}
+
+/** One server seen through the cluster interface, so the rest of the stack treats both alike. */
+async function singleNodeCluster(dataDir: string): Promise<NatsClusterHandle> {
+  const node = await startNatsServer({ dataDir });
+  return {
+    nodes: [node],
+    urls: [node.url],
+    node: () => node,
+    stop: () => node.stop(),
+  };
+}
+
+function seedDatabases(
+  dbFile: (name: ServiceName) => string,
+  seed: NonNullable<StackOptions['seed']>,
+): void {
+  const databases = {
+    bank: openDatabase(dbFile('bank'), 'bank'),
+    vendor: openDatabase(dbFile('vendor'), 'vendor'),
+    customer: openDatabase(dbFile('customer'), 'customer'),
+  };
+  try {
+    seed(databases);
+  } finally {
+    for (const db of Object.values(databases)) db.close();
+  }
+}
+
+function createServices(
+  root: string,
+  natsUrls: readonly string[],
+  dbFile: (name: ServiceName) => string,
+  flags: NonNullable<StackOptions['flags']>,
+): Record<ServiceName, ServiceProcess> {
+  const common = (name: ServiceName): string[] => [
+    '--nats',
+    natsUrls.join(','),
+    '--db',
+    dbFile(name),
+    ...(flags[name] ?? []),
+  ];
+  const participant = (name: ParticipantName): ServiceProcess =>
+    new ServiceProcess({
+      name,
+      entry: 'participants/main.ts',
+      args: ['--name', name, ...common(name)],
+      logFile: join(root, name, `${name}.log`),
+    });
+  return {
+    coordinator: new ServiceProcess({
+      name: 'coordinator',
+      entry: 'coordinator/main.ts',
+      args: common('coordinator'),
+      logFile: join(root, 'coordinator', 'coordinator.log'),
+    }),
+    bank: participant('bank'),
+    vendor: participant('vendor'),
+    customer: participant('customer'),
+  };
+}

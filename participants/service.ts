@@ -1,0 +1,298 @@
+/**
+ * A participant's shell: it feeds the pure participant machine with messages from NATS and the
+ * clock, and carries out its effects against the participant's own SQLite database.
+ *
+ * The barrier lives here. Every local step (a prepare with its vote, a commit, an abort) writes its
+ * barrier row and its business change in one SQLite transaction; all the local steps of one batch
+ * share a single SQLite transaction and so a single fsync (group commit). Replies leave only after
+ * that transaction is durable: a YES vote is never sent before it would survive a crash.
+ */
+import { assert } from '../common/assert.ts';
+import { crashPoint } from '../common/crash.ts';
+import { ValidationError } from '../common/errors.ts';
+import { errorText, type Logger } from '../common/log.ts';
+import type { Msg, NatsConnection } from '../common/nats.ts';
+import {
+  decodeParticipantMessage,
+  decodeStatusReply,
+  encodeMessage,
+  errorReply,
+  subjects,
+  type Decision,
+  type Payment,
+} from '../common/protocol.ts';
+import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
+import {
+  ParticipantMachine,
+  type ParticipantConfig,
+  type ParticipantEffect,
+  type ParticipantInput,
+  type RequestRef,
+  type StoredStatus,
+} from './core/machine.ts';
+import type { LocalVote, ResourceManager } from './resource-manager.ts';
+
+export interface ParticipantServiceOptions {
+  readonly nats: NatsConnection;
+  readonly dbFile: string;
+  readonly resourceManager: ResourceManager;
+  readonly machine: ParticipantConfig;
+  readonly statusTimeoutMs: number;
+  readonly log: Logger;
+  readonly now: () => number;
+}
+
+type LocalEffect = Extract<ParticipantEffect, { kind: 'prepare-locally' | 'apply-decision' }>;
+
+/** Thrown inside a savepoint to undo whatever a prepare that voted NO may have changed. */
+class VotedNo extends Error {
+  readonly vote: LocalVote;
+  constructor(vote: LocalVote) {
+    super('voted no');
+    this.vote = vote;
+  }
+}
+
+export class ParticipantService {
+  readonly #options: ParticipantServiceOptions;
+  readonly #machine: ParticipantMachine;
+  readonly #db: SqliteDatabase;
+  readonly #barrier;
+  #queue: (() => ParticipantInput)[] = [];
+  #flushScheduled = false;
+  readonly #pending = new Map<RequestRef, Msg>();
+  #nextRequestRef = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #stopped = false;
+
+  constructor(options: ParticipantServiceOptions) {
+    this.#options = options;
+    this.#machine = new ParticipantMachine(options.machine);
+    this.#db = openDatabase(options.dbFile, options.resourceManager.name);
+    this.#barrier = barrierStatements(this.#db);
+  }
+
+  get database(): SqliteDatabase {
+    return this.#db;
+  }
+
+  start(): void {
+    const inDoubt = this.#barrier.inDoubt.all() as { tx_id: string }[];
+    for (const { tx_id: txId } of inDoubt) {
+      this.#machine.step({ kind: 'in-doubt-recovered', txId });
+    }
+    this.#options.log.info('recovered', { inDoubt: inDoubt.length });
+    this.#execute(this.#machine.step({ kind: 'recovery-finished', now: this.#options.now() }));
+    const subject = subjects.participant(this.#options.resourceManager.name);
+    this.#options.nats.subscribe(subject, {
+      queue: subject,
+      callback: (_error, msg) => this.#onMessage(msg),
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#options.nats.drain();
+    this.#db.close();
+  }
+
+  #onMessage(msg: Msg): void {
+    let message;
+    try {
+      message = decodeParticipantMessage(msg.data);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      msg.respond(encodeMessage(errorReply(error.code, error.message)));
+      return;
+    }
+    const requestRef = this.#nextRequestRef;
+    this.#nextRequestRef += 1;
+    this.#pending.set(requestRef, msg);
+    this.#enqueue(() => ({
+      kind: 'message-received',
+      now: this.#options.now(),
+      requestRef,
+      message,
+      stored: this.#storedStatus(message.txId),
+    }));
+  }
+
+  #enqueue(input: () => ParticipantInput): void {
+    if (this.#stopped) return;
+    this.#queue.push(input);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const inputs = this.#queue;
+    this.#queue = [];
+    const effects: ParticipantEffect[] = [];
+    for (const makeInput of inputs) effects.push(...this.#machine.step(makeInput()));
+    this.#execute(effects);
+  }
+
+  #execute(effects: readonly ParticipantEffect[]): void {
+    const local = effects.filter(
+      (effect): effect is LocalEffect =>
+        effect.kind === 'prepare-locally' || effect.kind === 'apply-decision',
+    );
+    const results = local.length === 0 ? [] : this.#runLocally(local);
+    for (const effect of effects) {
+      if (effect.kind === 'reply') {
+        const msg = this.#pending.get(effect.requestRef);
+        this.#pending.delete(effect.requestRef);
+        msg?.respond(encodeMessage(effect.reply));
+      } else if (effect.kind === 'query-status') {
+        this.#queryStatus(effect.txId);
+      }
+    }
+    const followUps: ParticipantEffect[] = [];
+    for (const result of results) followUps.push(...this.#machine.step(result));
+    if (followUps.length > 0) this.#execute(followUps);
+    this.#armTimer();
+  }
+
+  /** Runs every local step of a batch in one SQLite transaction, then passes the crash points. */
+  #runLocally(local: readonly LocalEffect[]): ParticipantInput[] {
+    const now = this.#options.now();
+    const results = this.#db.transaction(() =>
+      local.map((effect): ParticipantInput => {
+        if (effect.kind === 'prepare-locally') {
+          const vote = this.#prepare(effect.txId, effect.payment, now);
+          const { requestRef, txId } = effect;
+          if (vote.vote === 'yes')
+            return { kind: 'prepared-locally', now, requestRef, txId, vote: 'yes' };
+          return {
+            kind: 'prepared-locally',
+            now,
+            requestRef,
+            txId,
+            vote: 'no',
+            reason: vote.reason,
+          };
+        }
+        this.#applyDecision(effect.txId, effect.decision, now);
+        const { requestRef, txId, decision } = effect;
+        return { kind: 'decision-applied', now, requestRef, txId, decision };
+      }),
+    )();
+    for (const result of results) {
+      if (result.kind === 'prepared-locally' && result.vote === 'yes') {
+        crashPoint('participant-after-vote');
+      } else if (result.kind === 'decision-applied') {
+        crashPoint(
+          result.decision === 'commit' ? 'participant-after-commit' : 'participant-after-abort',
+        );
+      }
+    }
+    return results;
+  }
+
+  #prepare(txId: string, payment: Payment, now: number): LocalVote {
+    const { resourceManager } = this.#options;
+    let vote: LocalVote;
+    try {
+      vote = this.#db.transaction(() => {
+        const local = resourceManager.prepare(this.#db, txId, payment, now);
+        if (local.vote === 'no') throw new VotedNo(local);
+        return local;
+      })();
+    } catch (error) {
+      if (!(error instanceof VotedNo)) throw error;
+      vote = error.vote;
+    }
+    const reason = vote.vote === 'no' ? vote.reason : null;
+    this.#barrier.insert.run(txId, 'prepare', vote.vote, reason, JSON.stringify(payment), now);
+    return vote;
+  }
+
+  #applyDecision(txId: string, decision: Decision, now: number): void {
+    const { resourceManager } = this.#options;
+    const barrier = this.#barrier;
+    if (decision === 'commit') {
+      const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string } | undefined;
+      assert(prepared?.outcome === 'yes', `commit of ${txId}, which did not vote yes here`);
+      if (barrier.insertIfAbsent.run(txId, 'commit', 'done', null, null, now).changes === 0) return;
+      resourceManager.commit(this.#db, txId, now);
+      return;
+    }
+    // An ABORT that finds no PREPARE leaves a tombstone, so that PREPARE, if it ever comes,
+    // finds its row and votes NO instead of holding resources for a decided transaction.
+    const tombstone = barrier.insertIfAbsent.run(txId, 'prepare', 'tombstone', null, null, now);
+    if (barrier.insertIfAbsent.run(txId, 'abort', 'done', null, null, now).changes === 0) return;
+    if (tombstone.changes === 1) return;
+    const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string };
+    if (prepared.outcome === 'yes') resourceManager.abort(this.#db, txId, now);
+  }
+
+  #storedStatus(txId: string): StoredStatus | undefined {
+    const rows = this.#barrier.rows.all(txId) as {
+      phase: string;
+      outcome: string;
+      reason: string | null;
+    }[];
+    if (rows.length === 0) return undefined;
+    if (rows.some((row) => row.phase === 'commit')) return { status: 'committed' };
+    if (rows.some((row) => row.phase === 'abort')) return { status: 'aborted' };
+    const prepared = rows.find((row) => row.phase === 'prepare');
+    assert(prepared, `barrier of ${txId} has a prepare row`);
+    if (prepared.outcome === 'yes') return { status: 'voted-yes' };
+    assert(prepared.outcome === 'no', `barrier of ${txId}: a tombstone always has an abort row`);
+    return { status: 'voted-no', reason: prepared.reason ?? 'refused' };
+  }
+
+  #queryStatus(txId: string): void {
+    const { nats, statusTimeoutMs, now, log } = this.#options;
+    const query = encodeMessage({ v: 1, kind: 'status', txId });
+    nats.request(subjects.status, query, { timeout: statusTimeoutMs }).then(
+      (reply) => {
+        const status = decodeStatusReply(reply.data);
+        if (status.kind === 'error' || status.txId !== txId) {
+          log.warn('status-query-refused', { txId, reply: status });
+          this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+          return;
+        }
+        const { state } = status;
+        this.#enqueue(() => ({ kind: 'status-received', now: now(), txId, state }));
+      },
+      (error: unknown) => {
+        log.warn('status-query-failed', { txId, error: errorText(error) });
+        this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+      },
+    );
+  }
+
+  #armTimer(): void {
+    const deadline = this.#machine.nextDeadline();
+    if (deadline === undefined || deadline >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(
+      () => {
+        this.#timerAt = Number.POSITIVE_INFINITY;
+        this.#enqueue(() => ({ kind: 'tick', now: this.#options.now() }));
+      },
+      Math.max(0, deadline - this.#options.now()),
+    );
+  }
+}
+
+function barrierStatements(db: SqliteDatabase) {
+  const columns = '(tx_id, phase, outcome, reason, payment, created_at) VALUES (?, ?, ?, ?, ?, ?)';
+  return {
+    insert: db.prepare(`INSERT INTO barrier ${columns}`),
+    insertIfAbsent: db.prepare(`INSERT OR IGNORE INTO barrier ${columns}`),
+    phase: db.prepare('SELECT outcome FROM barrier WHERE tx_id = ? AND phase = ?'),
+    rows: db.prepare('SELECT phase, outcome, reason FROM barrier WHERE tx_id = ?'),
+    inDoubt: db.prepare(
+      `SELECT tx_id FROM barrier AS p WHERE p.phase = 'prepare' AND p.outcome = 'yes'
+       AND NOT EXISTS (SELECT 1 FROM barrier AS d
+                       WHERE d.tx_id = p.tx_id AND d.phase IN ('commit', 'abort'))`,
+    ),
+  };
+}
