@@ -373,6 +373,11 @@ function readOutcomeDetails(fields: Fields): {
   return details;
 }
 
+/** The receipt a committed payment carries; the coordinator and the customer's records agree. */
+export function receiptFor(txId: string): string {
+  return `rcpt-${txId}`;
+}
+
 const encoder = new TextEncoder();
 
 export function encodeMessage(message: object): Uint8Array {

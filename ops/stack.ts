@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { participantNames, type ParticipantName } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
+import type { DatabaseFiles } from './checker.ts';
 import {
   startNatsCluster,
   startNatsServer,
@@ -79,6 +80,16 @@ async function singleNodeCluster(dataDir: string): Promise<NatsClusterHandle> {
     urls: [node.url],
     node: () => node,
     stop: () => node.stop(),
+  };
+}
+
+/** The four SQLite files of a stack, as the invariant checker wants them. */
+export function databaseFiles(stack: Stack): DatabaseFiles {
+  return {
+    coordinator: stack.dbFile('coordinator'),
+    bank: stack.dbFile('bank'),
+    vendor: stack.dbFile('vendor'),
+    customer: stack.dbFile('customer'),
   };
 }
 

@@ -33,6 +33,7 @@ import { assert, unreachable } from '../../common/assert.ts';
 import {
   paymentFingerprint,
   paymentTimeoutMsDefault,
+  receiptFor,
   type AbortSource,
   type Decision,
   type OutcomeReply,
@@ -465,11 +466,6 @@ function decisions(tx: Transaction, decision: Decision): CoordinatorEffect[] {
     participant,
     message: { v: 1, kind: 'decision', txId: tx.txId, decision },
   }));
-}
-
-/** The receipt a committed payment carries; the customer's records hold the same one. */
-export function receiptFor(txId: string): string {
-  return `rcpt-${txId}`;
 }
 
 function outcomeReply(

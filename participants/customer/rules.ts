@@ -11,7 +11,7 @@
  * tables untouched (the caller stores the vote in the same local transaction).
  */
 import { assert } from '../../common/assert.ts';
-import type { Payment } from '../../common/protocol.ts';
+import { receiptFor, type Payment } from '../../common/protocol.ts';
 import type { SqliteDatabase } from '../../common/sqlite.ts';
 import type { LocalVote, ResourceManager } from '../resource-manager.ts';
 
@@ -29,11 +29,6 @@ interface PurchaseRow {
   readonly customer_id: string;
   readonly amount_minor: number;
   readonly status: PurchaseStatus;
-}
-
-/** The receipt a completed purchase carries; the coordinator hands it to the client. */
-export function receiptFor(txId: string): string {
-  return `rcpt-${txId}`;
 }
 
 /** Statements prepared once per connection: prepare, commit and abort run thousands per second. */

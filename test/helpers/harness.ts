@@ -13,7 +13,7 @@ import {
   type DatabaseFiles,
   type MoneyBaseline,
 } from '../../ops/checker.ts';
-import { startStack, type Stack, type StackOptions } from '../../ops/stack.ts';
+import { databaseFiles, startStack, type Stack, type StackOptions } from '../../ops/stack.ts';
 import { seedDemoData } from '../../participants/seed.ts';
 
 export const fastFlags: NonNullable<StackOptions['flags']> = {
@@ -47,12 +47,7 @@ export async function startTestStack(
 ): Promise<TestStack> {
   const stack = await startStack({ seed: seedDemoData, flags: fastFlags, ...options });
   t.log(`stack in ${stack.root}`);
-  const files: DatabaseFiles = {
-    coordinator: stack.dbFile('coordinator'),
-    bank: stack.dbFile('bank'),
-    vendor: stack.dbFile('vendor'),
-    customer: stack.dbFile('customer'),
-  };
+  const files = databaseFiles(stack);
   const baseline = moneyBaseline(files.bank);
   const client = await ContinuumClient.connect({
     servers: stack.natsUrls,

@@ -14,7 +14,8 @@ import type { Decision, Payment } from '../../common/protocol.ts';
 import { openDatabase } from '../../common/sqlite.ts';
 import type { SqliteDatabase } from '../../common/sqlite.ts';
 import { bank } from '../../participants/bank/rules.ts';
-import { customer, receiptFor } from '../../participants/customer/rules.ts';
+import { receiptFor } from '../../common/protocol.ts';
+import { customer } from '../../participants/customer/rules.ts';
 import type { LocalVote, ResourceManager } from '../../participants/resource-manager.ts';
 import {
   addStock,
@@ -25,7 +26,7 @@ import {
   seedDemoData,
   seedLoadParties,
 } from '../../participants/seed.ts';
-import type { ParticipantDatabases } from '../../participants/seed.ts';
+import type { DemoOrder, ParticipantDatabases } from '../../participants/seed.ts';
 import { vendor } from '../../participants/vendor/rules.ts';
 
 /** The reasons the protocol accepts on the wire (common/protocol.ts keeps its copy private). */
@@ -593,33 +594,60 @@ const participants = [
   ['customer', customer],
 ] as const;
 
-test('demo world: paying every order at once gives the outcome each order states', (t) => {
+interface Attempt {
+  readonly order: DemoOrder;
+  readonly txId: string;
+  readonly votes: readonly {
+    readonly name: keyof ParticipantDatabases;
+    readonly vote: LocalVote;
+  }[];
+}
+
+/** Prepares one demo order at all three participants and checks the votes it expects. */
+function attempt(t: ExecutionContext, databases: ParticipantDatabases, order: DemoOrder): Attempt {
+  const txId = newTxId();
+  const votes = participants.map(([name, rm]) => {
+    return { name, vote: prepare(rm, databases[name], txId, paymentFor(order.orderId)) };
+  });
+  const refusals = votes.flatMap(({ name, vote }) => (vote.vote === 'no' ? [{ name, vote }] : []));
+  if (order.expected.outcome === 'committed') {
+    t.deepEqual(refusals, [], order.orderId);
+  } else {
+    t.is(refusals.length, 1, order.orderId);
+    t.is(refusals[0]?.name, order.expected.abortedBy, order.orderId);
+    const reason = refusals[0]?.vote.vote === 'no' ? refusals[0].vote.reason : '';
+    t.true(reason.startsWith(order.expected.reasonPrefix), `${order.orderId}: ${reason}`);
+  }
+  return { order, txId, votes };
+}
+
+/** Sends the decision the coordinator would: commit if all voted YES, else abort to the YES. */
+function settle(databases: ParticipantDatabases, { txId, votes }: Attempt): void {
+  const decision = votes.every(({ vote }) => vote.vote === 'yes') ? 'commit' : 'abort';
+  for (const [name, rm] of participants) {
+    const vote = votes.find((entry) => entry.name === name)?.vote;
+    if (vote?.vote === 'yes') decide(rm, databases[name], txId, decision);
+  }
+}
+
+test('demo world: every order gets its stated outcome when all are in doubt at once', (t) => {
   const databases = openWorld(t);
   const sumsBefore = balanceSums(databases.bank);
-  for (const order of demoWorld.orders) {
-    const txId = newTxId();
-    const votes = participants.map(([name, rm]) => {
-      const vote = prepare(rm, databases[name], txId, paymentFor(order.orderId));
-      return { name, rm, vote };
-    });
-    const refusals = votes.flatMap(({ name, vote }) =>
-      vote.vote === 'no' ? [{ name, vote }] : [],
-    );
-    if (order.expected.outcome === 'committed') {
-      t.deepEqual(refusals, [], order.orderId);
-    } else {
-      t.is(refusals.length, 1, order.orderId);
-      t.is(refusals[0]?.name, order.expected.abortedBy, order.orderId);
-      const reason = refusals[0]?.vote.vote === 'no' ? refusals[0].vote.reason : '';
-      t.true(reason.startsWith(order.expected.reasonPrefix), `${order.orderId}: ${reason}`);
-    }
-    const decision = refusals.length === 0 ? 'commit' : 'abort';
-    for (const { name, rm, vote } of votes) {
-      if (vote.vote === 'yes') decide(rm, databases[name], txId, decision);
-    }
-  }
+  const attempts = demoWorld.orders.map((order) => attempt(t, databases, order));
+  for (const entry of attempts) settle(databases, entry);
   assertSettled(t, databases, sumsBefore);
 });
+
+for (const direction of ['forward', 'backward'] as const) {
+  test(`demo world: every order gets its stated outcome paid one by one, ${direction}`, (t) => {
+    const databases = openWorld(t);
+    const sumsBefore = balanceSums(databases.bank);
+    const orders = [...demoWorld.orders];
+    if (direction === 'backward') orders.reverse();
+    for (const order of orders) settle(databases, attempt(t, databases, order));
+    assertSettled(t, databases, sumsBefore);
+  });
+}
 
 /** After every decision: money conserved, nothing held, and each change matches what was paid. */
 function assertSettled(
