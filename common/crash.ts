@@ -38,15 +38,21 @@ function armedPoints(): ReadonlySet<string> {
   return new Set(points);
 }
 
-const armed = armedPoints();
+let armed: ReadonlySet<string> | undefined;
+
+/** Reads CONTINUUM_CRASH_AT; call at start-up so that a typo fails there, with a ConfigError. */
+export function armedCrashPoints(): ReadonlySet<string> {
+  armed ??= armedPoints();
+  return armed;
+}
 
 /** Dies here, like kill -9, if this point is armed. */
 export function crashPoint(point: CrashPoint): void {
-  if (!armed.has(point)) return;
+  if (!armedCrashPoints().has(point)) return;
   process.stderr.write(`${JSON.stringify({ event: 'crash-point', point, pid: process.pid })}\n`);
   process.kill(process.pid, 'SIGKILL');
 }
 
 export function isArmed(point: CrashPoint): boolean {
-  return armed.has(point);
+  return armedCrashPoints().has(point);
 }

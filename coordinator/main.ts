@@ -4,6 +4,8 @@
  */
 import { monotonicFactory } from 'ulid';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
+import { armedCrashPoints } from '../common/crash.ts';
+import { ConfigError } from '../common/errors.ts';
 import { announceReady, createLogger } from '../common/log.ts';
 import { connectNats } from '../common/nats.ts';
 import { participantNames } from '../common/protocol.ts';
@@ -21,6 +23,7 @@ const flags = {
 } as const;
 
 async function main(): Promise<void> {
+  armedCrashPoints();
   const values = parseFlags(process.argv.slice(2), flags);
   const servers = natsUrlsFlag(values);
   const dbFile = requiredFlag(values, 'db');
@@ -31,6 +34,9 @@ async function main(): Promise<void> {
     decisionResendMsMax: integerFlag(values, 'decision-resend-max-ms', 10, 600_000),
     inFlightMax: integerFlag(values, 'in-flight-max', 1, 1_000_000),
   };
+  if (machine.decisionResendMsMin > machine.decisionResendMsMax) {
+    throw new ConfigError('--decision-resend-min-ms must not exceed --decision-resend-max-ms');
+  }
   const sendTimeoutMs = integerFlag(values, 'send-timeout-ms', 10, 60_000);
   const log = createLogger('coordinator');
   const journal = new SqliteJournal(dbFile);

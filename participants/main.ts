@@ -3,6 +3,7 @@
  * --db <file>`. Opens (and migrates) its database, recovers its in-doubt transactions, and serves
  * PREPARE, COMMIT and ABORT until SIGTERM.
  */
+import { armedCrashPoints } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
 import { announceReady, createLogger } from '../common/log.ts';
@@ -30,6 +31,7 @@ const flags = {
 } as const;
 
 async function main(): Promise<void> {
+  armedCrashPoints();
   const values = parseFlags(process.argv.slice(2), flags);
   const name = requiredFlag(values, 'name');
   if (!participantNames.includes(name as ParticipantName)) {

@@ -1,0 +1,487 @@
+/**
+ * Malformed and hostile input at every boundary of the real stack: the coordinator's pay and
+ * status subjects and a participant's subject. Each bad message must get an error reply with the
+ * right code, leave nothing in the journal or the barrier, and leave every process running. One
+ * stack serves the whole file (starting one takes about a second), so the tests run serially and
+ * each checks what it may have changed; the last ones show that valid work still succeeds and that
+ * every invariant holds across the four databases.
+ */
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import type { ErrorCode } from '../../common/errors.ts';
+import {
+  decodeParticipantReply,
+  decodePayReply,
+  decodeStatusReply,
+  encodeMessage,
+  messageBytesMax,
+  orderLineCountMax,
+  subjects,
+  type Payment,
+} from '../../common/protocol.ts';
+import { makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
+import { startTestStack, type TestStack } from '../helpers/harness.ts';
+
+const clientId = 'bad-input-client';
+const bankSubject = subjects.participant('bank');
+const encoder = new TextEncoder();
+
+/** A valid pay request; every bad case below breaks exactly one thing in a copy of it. */
+const validPayment = paymentFor('order-1005');
+const validPay = {
+  v: 1,
+  kind: 'pay',
+  clientId,
+  idempotencyKey: 'bad-input-valid-key-0001',
+  payment: validPayment,
+} as const;
+/** A transaction id the coordinator and the bank have never seen. */
+const unseenTxId = '01HZX3V2M8Q4J7K9N0P5R6S7T8';
+
+let ts: TestStack;
+let nobodyPayment: Payment;
+let paymentsAtStart = 0;
+let journalAtStart = 0;
+const stops: (() => Promise<void> | void)[] = [];
+
+test.before(async (t) => {
+  // startTestStack registers its cleanup with t.teardown, which ava refuses in hooks. It only
+  // calls log and teardown, so hand it a context that keeps the cleanup for test.after.always.
+  const hookContext = {
+    log: t.log,
+    teardown: (stop: () => Promise<void> | void) => stops.push(stop),
+  } as unknown as ExecutionContext;
+  ts = await startTestStack(hookContext, {
+    seed: (databases) => {
+      seedDemoData(databases);
+      // An open order from a payer that neither the bank nor the customer service knows, so the
+      // vendor votes YES and only the parties' registries can refuse the payment.
+      [nobodyPayment] = makeBulkOrders(databases.vendor, {
+        customerId: 'nobody',
+        vendorId: 'acme',
+        currency: 'EUR',
+        sku: 'book',
+        unitPriceMinor: 1250,
+        count: 1,
+        prefix: 'nobody-order',
+      }) as [Payment];
+    },
+  });
+  paymentsAtStart = countRows('payments');
+  journalAtStart = countRows('journal');
+});
+
+test.after.always(async () => {
+  for (const stop of stops.reverse()) await stop();
+});
+
+function countRows(table: 'payments' | 'journal'): number {
+  const [row] = ts.query<{ n: number }>('coordinator', `SELECT count(*) AS n FROM ${table}`);
+  return row?.n ?? Number.NaN;
+}
+
+function barrierRows(): number {
+  const [row] = ts.query<{ n: number }>('bank', 'SELECT count(*) AS n FROM barrier');
+  return row?.n ?? Number.NaN;
+}
+
+type Json = Record<string, unknown>;
+
+/** A copy of a request with one field replaced, or removed when the value is undefined. */
+function withField(base: Json, key: string, value: unknown): Json {
+  const copy = Object.fromEntries(Object.entries(base).filter(([name]) => name !== key));
+  return value === undefined ? copy : { ...copy, [key]: value };
+}
+
+function withPaymentField(key: string, value: unknown): Json {
+  return withField(validPay, 'payment', withField({ ...validPayment }, key, value));
+}
+
+function withLine(key: string, value: unknown): Json {
+  const [line] = validPayment.lines;
+  return withPaymentField('lines', [withField({ ...line }, key, value)]);
+}
+
+/** A message padded with spaces after its JSON to exactly `size` bytes. */
+function padded(message: Json, size: number): Uint8Array {
+  const json = JSON.stringify(message);
+  return encoder.encode(json + ' '.repeat(size - encoder.encode(json).byteLength));
+}
+
+/** Valid JSON whose bytes are not UTF-8: a lone 0xff byte inside an extra string field. */
+function notUtf8(message: Json): Uint8Array {
+  const json = JSON.stringify({ ...message, note: 'XX' });
+  const bytes = encoder.encode(json);
+  // The JSON is ASCII, so the character index is the byte index.
+  bytes[json.indexOf('XX')] = 0xff;
+  return bytes;
+}
+
+interface BadCase {
+  readonly name: string;
+  readonly bytes: Uint8Array;
+  readonly code: ErrorCode;
+  /** The field the error message must name, where the decoder names one. */
+  readonly field?: string;
+}
+
+const bad = (
+  name: string,
+  message: Json | Uint8Array,
+  code: ErrorCode,
+  field?: string,
+): BadCase => ({
+  name,
+  bytes: message instanceof Uint8Array ? message : encodeMessage(message),
+  code,
+  ...(field === undefined ? {} : { field }),
+});
+
+/** What every boundary must refuse in the same way: framing, encoding, version and kind. */
+function framingCases(valid: Json): BadCase[] {
+  return [
+    bad('an empty message', new Uint8Array(), 'invalid-request', 'message'),
+    bad('not JSON', encoder.encode('pay me 25 euros'), 'invalid-request', 'message'),
+    bad('truncated JSON', encoder.encode('{"v":1,"kind":'), 'invalid-request', 'message'),
+    bad('not UTF-8', notUtf8(valid), 'invalid-request', 'message'),
+    bad('a JSON array', encoder.encode(JSON.stringify([valid])), 'invalid-request', 'message'),
+    bad('JSON null', encoder.encode('null'), 'invalid-request', 'message'),
+    bad('a JSON number', encoder.encode('42'), 'invalid-request', 'message'),
+    bad('a JSON string', encoder.encode('"pay"'), 'invalid-request', 'message'),
+    bad('version 2', withField(valid, 'v', 2), 'invalid-request', 'v'),
+    bad('version "1"', withField(valid, 'v', '1'), 'invalid-request', 'v'),
+    bad('no version', withField(valid, 'v', undefined), 'invalid-request', 'v'),
+    bad('an unknown kind', withField(valid, 'kind', 'refund'), 'invalid-request', 'kind'),
+    bad('no kind', withField(valid, 'kind', undefined), 'invalid-request', 'kind'),
+    bad('a kind of another subject', withField(valid, 'kind', 'vote'), 'invalid-request', 'kind'),
+    bad(
+      'one byte over the size cap',
+      padded(valid, messageBytesMax + 1),
+      'payload-too-large',
+      'message',
+    ),
+    bad('far over the size cap', padded(valid, 4 * messageBytesMax), 'payload-too-large'),
+    // At the cap exactly the message is parsed, so the reply names the real fault, not the size.
+    bad(
+      'exactly at the size cap (parsed)',
+      padded(withField(valid, 'kind', 'refund'), messageBytesMax),
+      'invalid-request',
+      'kind',
+    ),
+  ];
+}
+
+const payCases: readonly BadCase[] = [
+  ...framingCases(validPay),
+  bad('no idempotency key', withField(validPay, 'idempotencyKey', undefined), 'invalid-request'),
+  ...[
+    ['too short', 'short-key'],
+    ['too long', 'k'.repeat(65)],
+    ['with spaces', 'bad input key with spaces'],
+    ['with a slash', 'bad-input-key/0000001'],
+    ['a number', 12345678901234567890],
+  ].map(([what, key]) =>
+    bad(
+      `a malformed idempotency key (${String(what)})`,
+      withField(validPay, 'idempotencyKey', key),
+      'invalid-request',
+      'idempotencyKey',
+    ),
+  ),
+  bad('no client id', withField(validPay, 'clientId', undefined), 'invalid-request', 'clientId'),
+  bad(
+    'a client id with capitals and spaces',
+    withField(validPay, 'clientId', 'Bad Client'),
+    'invalid-request',
+    'clientId',
+  ),
+  bad('no payment', withField(validPay, 'payment', undefined), 'invalid-request', 'payment'),
+  bad('a payment array', withField(validPay, 'payment', [validPayment]), 'invalid-request'),
+  ...(['payer', 'payee', 'amountMinor', 'currency', 'orderId', 'lines'] as const).map((key) =>
+    bad(`no payment.${key}`, withPaymentField(key, undefined), 'invalid-request', `payment.${key}`),
+  ),
+  ...[0, -2500, 1.5, 1e13, '2500', null, Number.MAX_SAFE_INTEGER + 2].map((amount) =>
+    bad(
+      `amount ${JSON.stringify(amount)}`,
+      withPaymentField('amountMinor', amount),
+      'invalid-request',
+      'payment.amountMinor',
+    ),
+  ),
+  ...['EUX', 'eur', 'EURO', ''].map((currency) =>
+    bad(
+      `currency ${JSON.stringify(currency)}`,
+      withPaymentField('currency', currency),
+      'invalid-request',
+      'payment.currency',
+    ),
+  ),
+  ...[
+    ['payer', 'Alice'],
+    ['payer', 'a'.repeat(65)],
+    ['payee', 'acme corp'],
+    ['payee', '-acme'],
+    ['orderId', '../order-1005'],
+    ['orderId', 'order\u00e9'],
+  ].map(([key = '', value]) =>
+    bad(
+      `a bad identifier in payment.${key} (${JSON.stringify(value)})`,
+      withPaymentField(key, value),
+      'invalid-request',
+      `payment.${key}`,
+    ),
+  ),
+  bad('no order lines', withPaymentField('lines', []), 'invalid-request', 'payment.lines'),
+  bad(
+    'too many order lines',
+    withPaymentField(
+      'lines',
+      Array.from({ length: orderLineCountMax + 1 }, () => ({})),
+    ),
+    'invalid-request',
+    'payment.lines',
+  ),
+  bad('a line sku "BOOK"', withLine('sku', 'BOOK'), 'invalid-request', 'payment.lines[0].sku'),
+  bad('a line quantity 0', withLine('quantity', 0), 'invalid-request', 'payment.lines[0].quantity'),
+  bad(
+    'a line price of -1',
+    withLine('unitPriceMinor', -1),
+    'invalid-request',
+    'payment.lines[0].unitPrice',
+  ),
+  ...[99, 60_001, '5000'].map((timeoutMs) =>
+    bad(
+      `timeoutMs ${JSON.stringify(timeoutMs)}`,
+      withField(validPay, 'timeoutMs', timeoutMs),
+      'invalid-request',
+      'timeoutMs',
+    ),
+  ),
+];
+
+const validStatus = { v: 1, kind: 'status', txId: unseenTxId } as const;
+
+const statusCases: readonly BadCase[] = [
+  ...framingCases(validStatus),
+  ...[
+    ['not a ULID', 'not-a-ulid'],
+    ['lower case', unseenTxId.toLowerCase()],
+    ['25 characters', unseenTxId.slice(1)],
+    ['27 characters', `${unseenTxId}0`],
+    ['a U, outside Crockford base 32', `${unseenTxId.slice(0, 25)}U`],
+    ['a number', 12345],
+    ['null', null],
+  ].map(([what, txId]) =>
+    bad(
+      `a bad txId (${String(what)})`,
+      withField(validStatus, 'txId', txId),
+      'invalid-request',
+      'txId',
+    ),
+  ),
+  bad(
+    'neither txId nor key',
+    withField(validStatus, 'txId', undefined),
+    'invalid-request',
+    'clientId',
+  ),
+  bad(
+    'a malformed key',
+    { v: 1, kind: 'status', clientId, idempotencyKey: 'short' },
+    'invalid-request',
+    'idempotencyKey',
+  ),
+];
+
+const validPrepare = { v: 1, kind: 'prepare', txId: unseenTxId, payment: validPayment } as const;
+const validDecision = { v: 1, kind: 'decision', txId: unseenTxId, decision: 'abort' } as const;
+
+const participantCases: readonly BadCase[] = [
+  ...framingCases(validPrepare),
+  bad('no txId', withField(validPrepare, 'txId', undefined), 'invalid-request', 'txId'),
+  bad('a bad txId', withField(validPrepare, 'txId', 'tx-1'), 'invalid-request', 'txId'),
+  bad(
+    'a prepare without payment',
+    withField(validPrepare, 'payment', undefined),
+    'invalid-request',
+  ),
+  bad(
+    'a prepare of amount 0',
+    withField(validPrepare, 'payment', { ...validPayment, amountMinor: 0 }),
+    'invalid-request',
+    'payment.amountMinor',
+  ),
+  bad(
+    'a prepare in currency EUX',
+    withField(validPrepare, 'payment', { ...validPayment, currency: 'EUX' }),
+    'invalid-request',
+    'payment.currency',
+  ),
+  bad('a decision "maybe"', withField(validDecision, 'decision', 'maybe'), 'invalid-request'),
+  bad(
+    'a decision without decision',
+    withField(validDecision, 'decision', undefined),
+    'invalid-request',
+  ),
+  bad(
+    'a decision with a bad txId',
+    withField(validDecision, 'txId', 'x'),
+    'invalid-request',
+    'txId',
+  ),
+];
+
+async function request(subject: string, bytes: Uint8Array): Promise<Uint8Array> {
+  return ts.client.requestRaw(subject, bytes, 2_000);
+}
+
+function assertError(
+  t: ExecutionContext,
+  reply: { kind: string; code?: string; message?: string },
+  expected: BadCase,
+): void {
+  t.is(reply.kind, 'error', `reply: ${JSON.stringify(reply)}`);
+  t.is(reply.code, expected.code, `reply: ${JSON.stringify(reply)}`);
+  if (expected.field !== undefined) {
+    t.true(
+      reply.message?.startsWith(`${expected.field}: `),
+      `the message names ${expected.field}: ${String(reply.message)}`,
+    );
+  }
+}
+
+for (const badCase of payCases) {
+  test.serial(`pay: ${badCase.name} -> ${badCase.code}`, async (t) => {
+    const reply = decodePayReply(await request(subjects.pay, badCase.bytes));
+    assertError(t, reply, badCase);
+  });
+}
+
+for (const badCase of statusCases) {
+  test.serial(`status: ${badCase.name} -> ${badCase.code}`, async (t) => {
+    const reply = decodeStatusReply(await request(subjects.status, badCase.bytes));
+    assertError(t, reply, badCase);
+  });
+}
+
+test.serial('status: a well-formed txId nobody knows is "unknown", not an error', async (t) => {
+  const reply = decodeStatusReply(await request(subjects.status, encodeMessage(validStatus)));
+  t.deepEqual(reply, { v: 1, kind: 'status', txId: unseenTxId, state: 'unknown' });
+});
+
+for (const badCase of participantCases) {
+  test.serial(`bank: ${badCase.name} -> ${badCase.code}`, async (t) => {
+    const before = barrierRows();
+    const reply = decodeParticipantReply(await request(bankSubject, badCase.bytes));
+    assertError(t, reply, badCase);
+    t.is(barrierRows(), before, 'a refused message writes no barrier row');
+  });
+}
+
+test.serial('bank: COMMIT of a transaction it never saw is refused', async (t) => {
+  const txId = '01HZX3V2M8Q4J7K9N0P5R6S7A1';
+  const before = barrierRows();
+  const commit = { ...validDecision, txId, decision: 'commit' };
+  const reply = decodeParticipantReply(await request(bankSubject, encodeMessage(commit)));
+  t.like(reply, { kind: 'error', code: 'invalid-request' });
+  t.is(barrierRows(), before);
+  t.deepEqual(ts.query('bank', 'SELECT * FROM holds WHERE tx_id = ?', txId), []);
+});
+
+test.serial(
+  'bank: ABORT of an unknown transaction leaves a tombstone; its late PREPARE votes NO',
+  async (t) => {
+    const txId = '01HZX3V2M8Q4J7K9N0P5R6S7A2';
+    const abort = encodeMessage({ ...validDecision, txId });
+    const ack = { v: 1, kind: 'ack', txId, participant: 'bank', decision: 'abort' };
+    t.deepEqual(decodeParticipantReply(await request(bankSubject, abort)), ack);
+    t.deepEqual(
+      ts.query('bank', 'SELECT phase, outcome FROM barrier WHERE tx_id = ? ORDER BY phase', txId),
+      [
+        { phase: 'abort', outcome: 'done' },
+        { phase: 'prepare', outcome: 'tombstone' },
+      ],
+    );
+    // The same ABORT again is a duplicate: acknowledged again, nothing new written.
+    t.deepEqual(decodeParticipantReply(await request(bankSubject, abort)), ack);
+    const prepare = encodeMessage({ ...validPrepare, txId });
+    const vote = decodeParticipantReply(await request(bankSubject, prepare));
+    t.deepEqual(vote, {
+      v: 1,
+      kind: 'vote',
+      txId,
+      participant: 'bank',
+      vote: 'no',
+      reason: 'transaction already aborted here',
+    });
+    t.deepEqual(ts.query('bank', 'SELECT * FROM holds WHERE tx_id = ?', txId), []);
+    const [held] = ts.query<{ n: number }>('bank', 'SELECT sum(held_minor) AS n FROM accounts');
+    t.is(held?.n, 0, 'no money is held for the late prepare');
+    // A COMMIT for the aborted transaction breaks the protocol and is refused.
+    const commit = encodeMessage({ ...validDecision, txId, decision: 'commit' });
+    const refused = decodeParticipantReply(await request(bankSubject, commit));
+    t.like(refused, { kind: 'error', code: 'invalid-request' });
+    t.is(
+      ts.query('bank', 'SELECT * FROM barrier WHERE tx_id = ?', txId).length,
+      2,
+      'tombstone and abort rows only',
+    );
+  },
+);
+
+test.serial('bad input left nothing in the journal and every process running', (t) => {
+  t.is(countRows('payments'), paymentsAtStart);
+  t.is(countRows('journal'), journalAtStart);
+  for (const [name, service] of Object.entries(ts.stack.services)) {
+    t.true(service.isRunning(), `${name} is still running`);
+  }
+});
+
+test.serial('a payer no party knows is aborted by the bank or the customer service', async (t) => {
+  const outcome = await ts.client.makePayment(nobodyPayment);
+  t.is(outcome.outcome, 'aborted');
+  t.true(
+    outcome.abortedBy === 'bank' || outcome.abortedBy === 'customer',
+    `aborted by ${String(outcome.abortedBy)}`,
+  );
+  t.regex(outcome.reason ?? '', /^(unknown payer account|unknown customer)$/);
+  await ts.assertConsistent(t);
+  const { txId } = outcome;
+  t.deepEqual(ts.query('bank', "SELECT * FROM holds WHERE tx_id = ? AND state = 'held'", txId), []);
+  t.deepEqual(
+    ts.query('vendor', "SELECT * FROM reservations WHERE tx_id = ? AND state = 'reserved'", txId),
+    [],
+  );
+  t.deepEqual(
+    ts.query('customer', "SELECT * FROM purchases WHERE tx_id = ? AND status = 'pending'", txId),
+    [],
+  );
+  const [order] = ts.query<{ status: string }>(
+    'vendor',
+    'SELECT status FROM orders WHERE order_id = ?',
+    nobodyPayment.orderId,
+  );
+  t.is(order?.status, 'open');
+});
+
+test.serial('the valid request every bad case was built from still commits', async (t) => {
+  const reply = decodePayReply(await request(subjects.pay, encodeMessage(validPay)));
+  t.like(reply, { kind: 'outcome', outcome: 'committed', replay: false });
+  const again = decodePayReply(await request(subjects.pay, encodeMessage(validPay)));
+  t.like(again, { kind: 'outcome', outcome: 'committed', replay: true });
+  // The same key with a different payment is refused, and journals nothing.
+  const payments = countRows('payments');
+  const other = withField(validPay, 'payment', paymentFor('order-1001'));
+  const mismatch = decodePayReply(await request(subjects.pay, encodeMessage(other)));
+  t.like(mismatch, { kind: 'error', code: 'key-mismatch' });
+  t.is(countRows('payments'), payments);
+});
+
+test.serial('the client library still commits a payment, and every invariant holds', async (t) => {
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'));
+  t.is(outcome.outcome, 'committed');
+  for (const [name, service] of Object.entries(ts.stack.services)) {
+    t.true(service.isRunning(), `${name} is still running`);
+  }
+  await ts.assertConsistent(t);
+});

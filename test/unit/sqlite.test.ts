@@ -1,0 +1,142 @@
+/**
+ * The one way this project opens SQLite: pragmas read back from a reopened file (a crash test
+ * cannot tell synchronous=NORMAL from FULL, so only reading the setting back can), and migrations
+ * applied once, idempotent on reopen, and refused when the file is newer than the code.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import Database from 'better-sqlite3';
+import { MigrationError } from '../../common/errors.ts';
+import {
+  databaseNames,
+  loadMigrations,
+  migrationsRoot,
+  openDatabase,
+  type DatabaseName,
+} from '../../common/sqlite.ts';
+
+/** `synchronous` as SQLite reports it: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+const synchronousFull = 2;
+
+function tempFile(t: ExecutionContext, name: DatabaseName): string {
+  const directory = mkdtempSync(join(tmpdir(), 'continuum-sqlite-'));
+  t.teardown(() => {
+    rmSync(directory, { recursive: true, force: true });
+  });
+  return join(directory, `${name}.sqlite`);
+}
+
+/** The migration files on disk, counted independently of loadMigrations. */
+function migrationFiles(name: DatabaseName): string[] {
+  return readdirSync(join(migrationsRoot, name))
+    .filter((file) => file.endsWith('.sql'))
+    .sort();
+}
+
+interface MigrationRow {
+  readonly version: number;
+  readonly name: string;
+  readonly applied_at: number;
+}
+
+function appliedMigrations(db: Database.Database): MigrationRow[] {
+  return db
+    .prepare('SELECT version, name, applied_at FROM schema_migrations ORDER BY version')
+    .all() as MigrationRow[];
+}
+
+for (const name of databaseNames) {
+  test(`${name}: a reopened database runs in WAL mode with synchronous=FULL`, (t) => {
+    const file = tempFile(t, name);
+    openDatabase(file, name).close();
+    const reopened = openDatabase(file, name);
+    try {
+      t.is(reopened.pragma('journal_mode', { simple: true }), 'wal');
+      t.is(reopened.pragma('synchronous', { simple: true }), synchronousFull);
+      t.is(reopened.pragma('foreign_keys', { simple: true }), 1);
+      t.is(reopened.pragma('busy_timeout', { simple: true }), 5000);
+    } finally {
+      reopened.close();
+    }
+    // For contrast only: what a bare connection to the same WAL file reports. The journal mode
+    // is stored in the file; synchronous is not, and better-sqlite3's default may differ.
+    const bare = new Database(file);
+    try {
+      const journalMode: unknown = bare.pragma('journal_mode', { simple: true });
+      const synchronous: unknown = bare.pragma('synchronous', { simple: true });
+      t.log(`a bare connection reports journal_mode=${String(journalMode)}`);
+      t.log(`a bare connection reports synchronous=${String(synchronous)}`);
+    } finally {
+      bare.close();
+    }
+  });
+
+  test(`${name}: migrations are applied once and reopening changes nothing`, (t) => {
+    const file = tempFile(t, name);
+    const files = migrationFiles(name);
+    t.true(files.length > 0, `migrations/${name} has migration files`);
+    t.is(loadMigrations(name).length, files.length);
+    const first = openDatabase(file, name);
+    let applied: MigrationRow[];
+    try {
+      applied = appliedMigrations(first);
+      t.deepEqual(
+        applied.map((row) => row.version),
+        files.map((_, index) => index + 1),
+      );
+      t.deepEqual(
+        applied.map((row) => `${String(row.version).padStart(4, '0')}-${row.name}.sql`),
+        files,
+      );
+      const tables = new Set(
+        (
+          first.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+            name: string;
+          }[]
+        ).map((row) => row.name),
+      );
+      for (const migration of files) {
+        const sql = readFileSync(join(migrationsRoot, name, migration), 'utf8');
+        for (const [, table] of sql.matchAll(/CREATE TABLE (?:IF NOT EXISTS )?(\w+)/g)) {
+          t.true(tables.has(table ?? ''), `${migration} created table ${String(table)}`);
+        }
+      }
+    } finally {
+      first.close();
+    }
+    const second = openDatabase(file, name);
+    try {
+      t.deepEqual(appliedMigrations(second), applied, 'reopening applies nothing again');
+    } finally {
+      second.close();
+    }
+  });
+
+  test(`${name}: a database written by newer code is refused`, (t) => {
+    const file = tempFile(t, name);
+    openDatabase(file, name).close();
+    const newerVersion = migrationFiles(name).length + 1;
+    const writer = new Database(file);
+    try {
+      writer
+        .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+        .run(newerVersion, 'from-the-future', 0);
+    } finally {
+      writer.close();
+    }
+    const error = t.throws(() => openDatabase(file, name), { instanceOf: MigrationError });
+    t.is(error.name, 'MigrationError');
+    t.regex(error.message, /newer/);
+    t.true(error.message.includes(`schema version ${newerVersion}`), error.message);
+    // The refusal changed nothing: the file still says what the newer code wrote.
+    const reader = new Database(file, { readonly: true });
+    try {
+      t.is(appliedMigrations(reader).length, newerVersion);
+    } finally {
+      reader.close();
+    }
+  });
+}
