@@ -2,11 +2,18 @@
  * The Continuum client: make a payment and get one definitive answer, whatever happens to the
  * connection in between.
  *
- * A payment intent gets its idempotency key once, before the first attempt. Every retry re-sends
- * the same request with the same key, so the coordinator executes it at most once and answers
- * every attempt with the same outcome. The client never relies on NATS to re-deliver anything:
- * core NATS request/reply is at most once, so a lost request or reply is simply a timeout here,
- * and a timeout means "outcome unknown: ask again with the same key".
+ * A payment intent gets its idempotency key once, before the first attempt (and, with durable
+ * intents, is written to disk before it). Every retry re-sends the same request with the same key,
+ * so the coordinator executes it at most once and answers every attempt with the same outcome.
+ * The client never relies on NATS to re-deliver: core NATS request/reply is at most once, so a lost
+ * request or reply is simply a timeout here, and a timeout means "outcome unknown: ask again with
+ * the same key". Failures are classified (REFERENCE.md, idempotency rule 14):
+ *
+ * - no responders: the request reached no coordinator; it was never delivered. Retry.
+ * - timeout or disconnect: the outcome is unknown. Retry with the same key.
+ * - in progress: the coordinator is deciding. Wait its hint (jittered) and retry.
+ * - overloaded: nothing was started. Back off and retry.
+ * - invalid request, key mismatch, payload too large: retrying cannot help. Throw.
  */
 import { monotonicFactory } from 'ulid';
 import { connectNats, isNoResponders, type NatsConnection } from '../common/nats.ts';
@@ -21,6 +28,7 @@ import {
   type PayRequest,
   type StatusReply,
 } from '../common/protocol.ts';
+import { IntentStore } from './intents.ts';
 
 export type { OutcomeReply, Payment, StatusReply } from '../common/protocol.ts';
 
@@ -42,16 +50,32 @@ export class PaymentOutcomeUnknownError extends Error {
   readonly idempotencyKey: string;
   readonly attempts: number;
   constructor(idempotencyKey: string, attempts: number, cause: unknown) {
-    super(`no outcome for ${idempotencyKey} after ${attempts} attempts`, { cause });
+    super(`no outcome for ${idempotencyKey} after ${attempts} attempts; resume with this key`, {
+      cause,
+    });
     this.idempotencyKey = idempotencyKey;
     this.attempts = attempts;
   }
 }
 
+/** What happened to one attempt, for progress displays, logs and ladder diagrams. */
+export type AttemptEvent =
+  | { readonly kind: 'sent'; readonly attempt: number; readonly idempotencyKey: string }
+  | { readonly kind: 'answered'; readonly attempt: number; readonly answer: string }
+  | {
+      readonly kind: 'failed';
+      readonly attempt: number;
+      /** `never-delivered` (no responders) or `unknown` (timeout, disconnect). */
+      readonly failure: 'never-delivered' | 'unknown' | 'in-progress' | 'overloaded';
+      readonly detail: string;
+    };
+
 export interface ClientOptions {
   readonly servers: readonly string[];
   /** Scopes idempotency keys: the same key from another client is another payment. */
   readonly clientId: string;
+  /** A SQLite file for durable intents; enables `resumePending()` after a restart. */
+  readonly intentsFile?: string;
 }
 
 export interface PaymentOptions {
@@ -63,19 +87,25 @@ export interface PaymentOptions {
   readonly attemptTimeoutMs?: number;
   /** The coordinator's deadline for collecting votes. */
   readonly paymentTimeoutMs?: number;
-  /** Called before every attempt; for progress displays and ladder diagrams. */
-  readonly onAttempt?: (attempt: number, idempotencyKey: string) => void;
+  readonly onEvent?: (event: AttemptEvent) => void;
 }
 
 const newKey = monotonicFactory();
 
+/** Generates an idempotency key: a ULID, unique and sortable by creation time. */
+export function newIdempotencyKey(): string {
+  return newKey();
+}
+
 export class ContinuumClient {
   readonly #nats: NatsConnection;
   readonly #clientId: string;
+  readonly #intents: IntentStore | undefined;
 
-  private constructor(nats: NatsConnection, clientId: string) {
+  private constructor(nats: NatsConnection, clientId: string, intents: IntentStore | undefined) {
     this.#nats = nats;
     this.#clientId = clientId;
+    this.#intents = intents;
   }
 
   static async connect(options: ClientOptions): Promise<ContinuumClient> {
@@ -83,7 +113,8 @@ export class ContinuumClient {
       servers: options.servers,
       name: `client-${options.clientId}`,
     });
-    return new ContinuumClient(nats, options.clientId);
+    const intents = options.intentsFile ? new IntentStore(options.intentsFile) : undefined;
+    return new ContinuumClient(nats, options.clientId, intents);
   }
 
   get clientId(): string {
@@ -93,37 +124,84 @@ export class ContinuumClient {
   /** Makes a payment; resolves with its committed or aborted outcome. */
   async makePayment(payment: Payment, options: PaymentOptions = {}): Promise<OutcomeReply> {
     const idempotencyKey = options.idempotencyKey ?? newKey();
-    const request: PayRequest = {
-      v: 1,
-      kind: 'pay',
-      clientId: this.#clientId,
-      idempotencyKey,
-      payment: readPayment(payment),
-      ...(options.paymentTimeoutMs === undefined ? {} : { timeoutMs: options.paymentTimeoutMs }),
-    };
+    const checked = readPayment(payment);
+    this.#intents?.record(idempotencyKey, checked, Date.now());
+    try {
+      const outcome = await this.#attempt(idempotencyKey, checked, options);
+      this.#intents?.answer(idempotencyKey, outcome, Date.now());
+      return outcome;
+    } catch (error) {
+      if (error instanceof PaymentRefusedError) {
+        this.#intents?.answer(idempotencyKey, { refused: error.code }, Date.now());
+      }
+      throw error;
+    }
+  }
+
+  /** Finishes every durable intent that has no answer yet, each with its original key. */
+  async resumePending(options: Omit<PaymentOptions, 'idempotencyKey'> = {}) {
+    if (!this.#intents) throw new Error('resumePending needs the intentsFile option');
+    const results: { idempotencyKey: string; outcome?: OutcomeReply; error?: Error }[] = [];
+    for (const intent of this.#intents.pending()) {
+      const { idempotencyKey } = intent;
+      try {
+        const outcome = await this.makePayment(intent.payment, { ...options, idempotencyKey });
+        results.push({ idempotencyKey, outcome });
+      } catch (error) {
+        results.push({ idempotencyKey, error: error as Error });
+      }
+    }
+    return results;
+  }
+
+  async #attempt(
+    idempotencyKey: string,
+    payment: Payment,
+    options: PaymentOptions,
+  ): Promise<OutcomeReply> {
     const deadline = Date.now() + (options.deadlineMs ?? 30_000);
     const attemptTimeoutMs = options.attemptTimeoutMs ?? 2_000;
+    const emit = options.onEvent ?? ((): void => undefined);
     let attempt = 0;
     let lastError: unknown;
     while (Date.now() < deadline) {
       attempt += 1;
-      options.onAttempt?.(attempt, idempotencyKey);
       const timeout = Math.max(1, Math.min(attemptTimeoutMs, deadline - Date.now()));
+      // Ask the coordinator to answer "in progress" a little before this attempt times out, so
+      // a slow decision is reported as such rather than as an unknown outcome.
+      const request: PayRequest = {
+        v: 1,
+        kind: 'pay',
+        clientId: this.#clientId,
+        idempotencyKey,
+        payment,
+        waitMs: Math.max(0, Math.floor(timeout * 0.8)),
+        ...(options.paymentTimeoutMs === undefined ? {} : { timeoutMs: options.paymentTimeoutMs }),
+      };
+      emit({ kind: 'sent', attempt, idempotencyKey });
+      let pauseMs = backoffMs(attempt);
       try {
         const reply = await this.#nats.request(subjects.pay, encodeMessage(request), { timeout });
         const answer = decodePayReply(reply.data);
+        emit({ kind: 'answered', attempt, answer: answer.kind });
         if (answer.kind === 'outcome') return answer;
-        if (answer.code !== 'overloaded') {
+        if (answer.kind === 'in-progress') {
+          pauseMs = jitter(Math.max(20, answer.retryAfterMs));
+          lastError = new Error(`payment ${answer.txId} in progress`);
+          emit({ kind: 'failed', attempt, failure: 'in-progress', detail: answer.txId });
+        } else if (answer.code === 'overloaded') {
+          lastError = new Error(answer.message);
+          emit({ kind: 'failed', attempt, failure: 'overloaded', detail: answer.message });
+        } else {
           throw new PaymentRefusedError(answer.code, answer.message, idempotencyKey);
         }
-        lastError = new Error(answer.message);
       } catch (error) {
         if (error instanceof PaymentRefusedError) throw error;
-        // No responders: never delivered. Timeout or disconnect: outcome unknown. Either way the
-        // same key makes a retry safe.
         lastError = error;
+        const failure = isNoResponders(error) ? 'never-delivered' : 'unknown';
+        emit({ kind: 'failed', attempt, failure, detail: String(error) });
       }
-      await sleep(Math.min(backoffMs(attempt), Math.max(0, deadline - Date.now())));
+      await sleep(Math.min(pauseMs, Math.max(0, deadline - Date.now())));
     }
     throw new PaymentOutcomeUnknownError(idempotencyKey, attempt, lastError);
   }
@@ -141,24 +219,27 @@ export class ContinuumClient {
     return answer;
   }
 
-  /** Sends raw bytes to a coordinator subject: for tests of the boundary's validation. */
+  /** Sends raw bytes to a subject: for operators' tools and tests of the boundary's validation. */
   async requestRaw(subject: string, data: Uint8Array, timeoutMs = 2_000): Promise<Uint8Array> {
     return (await this.#nats.request(subject, data, { timeout: timeoutMs })).data;
   }
 
   async close(): Promise<void> {
     await this.#nats.drain();
+    this.#intents?.close();
   }
 }
 
-/** Jittered exponential backoff: 50 ms doubling to 1 s, each a random fraction of half to full. */
+/** Jittered exponential backoff: 50 ms doubling to 1 s. */
 function backoffMs(attempt: number): number {
-  const ceiling = Math.min(1_000, 50 * 2 ** Math.min(attempt - 1, 10));
-  return Math.round(ceiling * (0.5 + Math.random() * 0.5));
+  return jitter(Math.min(1_000, 50 * 2 ** Math.min(attempt - 1, 10)));
+}
+
+/** A random fraction, half to all, of a delay, so that many clients do not retry in step. */
+function jitter(ms: number): number {
+  return Math.round(ms * (0.5 + Math.random() * 0.5));
 }
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-export { isNoResponders };

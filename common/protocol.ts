@@ -20,6 +20,8 @@ export const quantityMax = 1_000_000;
 export const paymentTimeoutMsDefault = 5_000;
 export const paymentTimeoutMsMin = 100;
 export const paymentTimeoutMsMax = 60_000;
+/** How long one attempt may wait for its outcome before it is told "in progress". */
+export const waitMsMax = 60_000;
 
 /** Identifiers of customers, vendors, orders, items and clients: 1-64 of [a-z0-9._-]. */
 export const identifierPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -62,6 +64,12 @@ export interface PayRequest {
   readonly idempotencyKey: string;
   readonly payment: Payment;
   readonly timeoutMs?: number;
+  /**
+   * How long this attempt waits for the outcome. Past it, an undecided payment is answered with
+   * `in-progress` and a retry hint; 0 answers at once. Without it, the attempt waits for the
+   * decision, which the payment's deadline bounds.
+   */
+  readonly waitMs?: number;
 }
 
 export type StatusRequest =
@@ -90,6 +98,15 @@ export interface OutcomeReply {
   readonly reason?: string;
   readonly receipt?: string;
   readonly replay: boolean;
+}
+
+/** The payment is being decided; ask again with the same key after `retryAfterMs`. */
+export interface InProgressReply {
+  readonly v: 1;
+  readonly kind: 'in-progress';
+  readonly txId: string;
+  readonly idempotencyKey: string;
+  readonly retryAfterMs: number;
 }
 
 export type TransactionState = 'unknown' | 'preparing' | 'committed' | 'aborted';
@@ -147,7 +164,7 @@ export interface AckReply {
 }
 
 export type ParticipantReply = VoteReply | AckReply | ErrorReply;
-export type PayReply = OutcomeReply | ErrorReply;
+export type PayReply = OutcomeReply | InProgressReply | ErrorReply;
 
 // ---------------------------------------------------------------------------------------------
 // Decoding. Each decoder takes the raw bytes, enforces the size cap, parses, and checks every
@@ -248,9 +265,15 @@ export function decodePayRequest(bytes: Uint8Array): PayRequest {
     idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
     payment: readPayment(fields['payment']),
   };
-  if (fields['timeoutMs'] === undefined) return request;
-  const timeoutMs = readInteger(fields, 'timeoutMs', paymentTimeoutMsMin, paymentTimeoutMsMax);
-  return { ...request, timeoutMs };
+  return {
+    ...request,
+    ...(fields['timeoutMs'] === undefined
+      ? {}
+      : { timeoutMs: readInteger(fields, 'timeoutMs', paymentTimeoutMsMin, paymentTimeoutMsMax) }),
+    ...(fields['waitMs'] === undefined
+      ? {}
+      : { waitMs: readInteger(fields, 'waitMs', 0, waitMsMax) }),
+  };
 }
 
 export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
@@ -341,8 +364,17 @@ export function decodeStatusReply(bytes: Uint8Array): StatusReply | ErrorReply {
 
 export function decodePayReply(bytes: Uint8Array): PayReply {
   const fields = parseMessage(bytes);
-  const kind = readKind(fields, ['outcome', 'error']);
+  const kind = readKind(fields, ['outcome', 'in-progress', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
+  if (kind === 'in-progress') {
+    return {
+      v: 1,
+      kind,
+      txId: readString(fields, 'txId', transactionIdPattern),
+      idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
+      retryAfterMs: readInteger(fields, 'retryAfterMs', 0, waitMsMax),
+    };
+  }
   const reply: OutcomeReply = {
     v: 1,
     kind,

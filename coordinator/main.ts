@@ -20,6 +20,7 @@ const flags = {
   'decision-resend-min-ms': { type: 'string', default: '200' },
   'decision-resend-max-ms': { type: 'string', default: '10000' },
   'in-flight-max': { type: 'string', default: '10000' },
+  'waiters-per-payment-max': { type: 'string', default: '64' },
 } as const;
 
 async function main(): Promise<void> {
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
     decisionResendMsMin: integerFlag(values, 'decision-resend-min-ms', 10, 60_000),
     decisionResendMsMax: integerFlag(values, 'decision-resend-max-ms', 10, 600_000),
     inFlightMax: integerFlag(values, 'in-flight-max', 1, 1_000_000),
+    waitersPerTransactionMax: integerFlag(values, 'waiters-per-payment-max', 1, 10_000),
   };
   if (machine.decisionResendMsMin > machine.decisionResendMsMax) {
     throw new ConfigError('--decision-resend-min-ms must not exceed --decision-resend-max-ms');

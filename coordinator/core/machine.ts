@@ -39,6 +39,7 @@ import {
   type OutcomeReply,
   type ParticipantName,
   type Payment,
+  type InProgressReply,
   type PayReply,
   type PayRequest,
   type StatusReply,
@@ -76,7 +77,13 @@ interface Transaction {
   sendAttempts: number;
   nextSendAt: number;
   lastError: string | undefined;
-  waiters: RequestRef[];
+  waiters: Waiter[];
+}
+
+/** A request waiting for a transaction's outcome, until `until` if the caller gave a wait. */
+interface Waiter {
+  readonly requestRef: RequestRef;
+  readonly until: number | undefined;
 }
 
 /** A journal record sequence that correct code cannot have written. */
@@ -138,7 +145,9 @@ export class CoordinatorMachine {
   nextDeadline(): number | undefined {
     let earliest: number | undefined;
     for (const tx of this.#transactions.values()) {
-      const due = tx.decided ? tx.nextSendAt : Math.min(tx.nextSendAt, tx.deadlineAt);
+      let due = tx.decided ? tx.nextSendAt : Math.min(tx.nextSendAt, tx.deadlineAt);
+      for (const waiter of tx.waiters)
+        if (waiter.until !== undefined) due = Math.min(due, waiter.until);
       if (earliest === undefined || due < earliest) earliest = due;
     }
     return earliest;
@@ -175,8 +184,7 @@ export class CoordinatorMachine {
     if (tx) {
       if (tx.fingerprint !== fingerprint) return [mismatch(requestRef, request.idempotencyKey)];
       if (tx.decided) return [replyEffect(requestRef, outcomeReply(tx, tx.decided, true))];
-      tx.waiters.push(requestRef);
-      return [];
+      return this.#wait(now, tx, requestRef, request.waitMs);
     }
     if (stored) {
       if (stored.fingerprint !== fingerprint) return [mismatch(requestRef, request.idempotencyKey)];
@@ -211,9 +219,29 @@ export class CoordinatorMachine {
       deadlineAt: now + (request.timeoutMs ?? paymentTimeoutMsDefault),
     };
     const tx = this.#add(record, now + this.#config.prepareResendMs);
-    tx.waiters.push(requestRef);
     tx.sendAttempts = 1;
-    return [{ kind: 'journal', record, forced: true }, ...prepares(tx, tx.participants)];
+    return [
+      { kind: 'journal', record, forced: true },
+      ...prepares(tx, tx.participants),
+      ...this.#wait(now, tx, requestRef, request.waitMs),
+    ];
+  }
+
+  /**
+   * Makes a request wait for the transaction's outcome, or answers "in progress" at once when
+   * the caller will not wait or too many requests already wait (a retry storm on one key).
+   */
+  #wait(
+    now: number,
+    tx: Transaction,
+    requestRef: RequestRef,
+    waitMs: number | undefined,
+  ): CoordinatorEffect[] {
+    if (waitMs === 0 || tx.waiters.length >= this.#config.waitersPerTransactionMax) {
+      return [replyEffect(requestRef, inProgressReply(now, tx))];
+    }
+    tx.waiters.push({ requestRef, until: waitMs === undefined ? undefined : now + waitMs });
+    return [];
   }
 
   #onStatus(
@@ -302,6 +330,7 @@ export class CoordinatorMachine {
       } else if (now >= tx.nextSendAt) {
         effects.push(...this.#resend(now, tx));
       }
+      if (!tx.decided) effects.push(...expireWaiters(now, tx));
     }
     return effects;
   }
@@ -348,7 +377,7 @@ export class CoordinatorMachine {
       // for the key must never change, and a lost ABORT record would be re-decided on recovery
       // with a different reason.
       { kind: 'journal', record, forced: true },
-      ...tx.waiters.map((requestRef) => replyEffect(requestRef, answer)),
+      ...tx.waiters.map((waiter) => replyEffect(waiter.requestRef, answer)),
       ...decisions(tx, decided.decision),
     ];
     tx.waiters = [];
@@ -486,6 +515,29 @@ function outcomeReply(
     ...(decided.reason === undefined ? {} : { reason: decided.reason }),
   };
 }
+
+function inProgressReply(now: number, tx: Transaction): InProgressReply {
+  // Suggest asking again when the decision is likely: soon, and no later than the deadline.
+  const retryAfterMs = Math.max(0, Math.min(inProgressRetryMsMax, tx.deadlineAt - now));
+  return {
+    v: 1,
+    kind: 'in-progress',
+    txId: tx.txId,
+    idempotencyKey: tx.idempotencyKey,
+    retryAfterMs,
+  };
+}
+
+/** Answers "in progress" to every waiter whose wait is over. */
+function expireWaiters(now: number, tx: Transaction): CoordinatorEffect[] {
+  const expired = tx.waiters.filter((waiter) => waiter.until !== undefined && now >= waiter.until);
+  if (expired.length === 0) return [];
+  tx.waiters = tx.waiters.filter((waiter) => !expired.includes(waiter));
+  return expired.map((waiter) => replyEffect(waiter.requestRef, inProgressReply(now, tx)));
+}
+
+/** The longest retry hint an "in progress" answer gives. */
+const inProgressRetryMsMax = 1_000;
 
 function replyEffect(requestRef: RequestRef, reply: PayReply | StatusReply): CoordinatorEffect {
   return { kind: 'reply', requestRef, reply };

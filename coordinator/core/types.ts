@@ -122,6 +122,8 @@ export interface CoordinatorConfig {
   readonly decisionResendMsMax: number;
   /** Payments in flight at once; more are refused with "overloaded" and nothing is journaled. */
   readonly inFlightMax: number;
+  /** Requests that may wait on one transaction; more are answered "in progress" at once. */
+  readonly waitersPerTransactionMax: number;
 }
 
 /** The view of one in-flight transaction that operators see (issue: "awaiting acknowledgement"). */
