@@ -218,12 +218,19 @@ function readInteger(fields: Fields, key: string, min: number, max: number, path
   return value;
 }
 
-function readKind<K extends string>(fields: Fields, kinds: readonly K[]): K {
-  const kind = fields['kind'];
-  if (typeof kind !== 'string' || !(kinds as readonly string[]).includes(kind)) {
-    throw new ValidationError('kind', `must be one of ${kinds.join(', ')}`);
+/** Reads a field that must be one of a fixed set of strings (`kind` unless another is named). */
+function readOneOf<K extends string>(fields: Fields, values: readonly K[], key = 'kind'): K {
+  const value = fields[key];
+  if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) {
+    throw new ValidationError(key, `must be one of ${values.join(', ')}`);
   }
-  return kind as K;
+  return value as K;
+}
+
+function readBoolean(fields: Fields, key: string): boolean {
+  const value = fields[key];
+  if (typeof value !== 'boolean') throw new ValidationError(key, 'must be true or false');
+  return value;
 }
 
 function readOrderLine(value: unknown, path: string): OrderLine {
@@ -231,7 +238,13 @@ function readOrderLine(value: unknown, path: string): OrderLine {
   return {
     sku: readString(fields, 'sku', identifierPattern, `${path}.sku`),
     quantity: readInteger(fields, 'quantity', 1, quantityMax, `${path}.quantity`),
-    unitPriceMinor: readInteger(fields, 'unitPriceMinor', 0, amountMinorMax, `${path}.unitPrice`),
+    unitPriceMinor: readInteger(
+      fields,
+      'unitPriceMinor',
+      0,
+      amountMinorMax,
+      `${path}.unitPriceMinor`,
+    ),
   };
 }
 
@@ -257,7 +270,7 @@ export function readPayment(value: unknown, path = 'payment'): Payment {
 
 export function decodePayRequest(bytes: Uint8Array): PayRequest {
   const fields = parseMessage(bytes);
-  readKind(fields, ['pay']);
+  readOneOf(fields, ['pay']);
   const request: PayRequest = {
     v: 1,
     kind: 'pay',
@@ -278,7 +291,7 @@ export function decodePayRequest(bytes: Uint8Array): PayRequest {
 
 export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
   const fields = parseMessage(bytes);
-  readKind(fields, ['status']);
+  readOneOf(fields, ['status']);
   if (fields['txId'] !== undefined) {
     return { v: 1, kind: 'status', txId: readString(fields, 'txId', transactionIdPattern) };
   }
@@ -292,12 +305,12 @@ export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
 
 export function decodeParticipantMessage(bytes: Uint8Array): ParticipantMessage {
   const fields = parseMessage(bytes);
-  const kind = readKind(fields, ['prepare', 'decision']);
+  const kind = readOneOf(fields, ['prepare', 'decision']);
   const txId = readString(fields, 'txId', transactionIdPattern);
   if (kind === 'prepare') {
     return { v: 1, kind, txId, payment: readPayment(fields['payment']) };
   }
-  return { v: 1, kind, txId, decision: readKind({ kind: fields['decision'] }, decisions) };
+  return { v: 1, kind, txId, decision: readOneOf(fields, decisions, 'decision') };
 }
 
 const decisions = ['commit', 'abort'] as const;
@@ -313,7 +326,7 @@ function readParticipant(fields: Fields): ParticipantName {
 
 export function decodeParticipantReply(bytes: Uint8Array): ParticipantReply {
   const fields = parseMessage(bytes);
-  const kind = readKind(fields, ['vote', 'ack', 'error']);
+  const kind = readOneOf(fields, ['vote', 'ack', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
   const txId = readString(fields, 'txId', transactionIdPattern);
   const participant = readParticipant(fields);
@@ -323,10 +336,10 @@ export function decodeParticipantReply(bytes: Uint8Array): ParticipantReply {
       kind,
       txId,
       participant,
-      decision: readKind({ kind: fields['decision'] }, decisions),
+      decision: readOneOf(fields, decisions, 'decision'),
     };
   }
-  const vote = readKind({ kind: fields['vote'] }, ['yes', 'no']);
+  const vote = readOneOf(fields, ['yes', 'no'], 'vote');
   if (vote === 'yes') return { v: 1, kind, txId, participant, vote };
   return {
     v: 1,
@@ -343,28 +356,23 @@ function decodeErrorFields(fields: Fields): ErrorReply {
   return {
     v: 1,
     kind: 'error',
-    code: readKind({ kind: fields['code'] }, errorCodes),
+    code: readOneOf(fields, errorCodes, 'code'),
     message: typeof message === 'string' ? message.slice(0, 500) : '',
   };
 }
 
 export function decodeStatusReply(bytes: Uint8Array): StatusReply | ErrorReply {
   const fields = parseMessage(bytes);
-  const kind = readKind(fields, ['status', 'error']);
+  const kind = readOneOf(fields, ['status', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
-  const state = readKind({ kind: fields['state'] }, [
-    'unknown',
-    'preparing',
-    'committed',
-    'aborted',
-  ]);
+  const state = readOneOf(fields, ['unknown', 'preparing', 'committed', 'aborted'], 'state');
   const txId = fields['txId'] === null ? null : readString(fields, 'txId', transactionIdPattern);
   return { v: 1, kind, txId, state, ...readOutcomeDetails(fields) };
 }
 
 export function decodePayReply(bytes: Uint8Array): PayReply {
   const fields = parseMessage(bytes);
-  const kind = readKind(fields, ['outcome', 'in-progress', 'error']);
+  const kind = readOneOf(fields, ['outcome', 'in-progress', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
   if (kind === 'in-progress') {
     return {
@@ -380,8 +388,8 @@ export function decodePayReply(bytes: Uint8Array): PayReply {
     kind,
     txId: readString(fields, 'txId', transactionIdPattern),
     idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
-    outcome: readKind({ kind: fields['outcome'] }, ['committed', 'aborted']),
-    replay: fields['replay'] === true,
+    outcome: readOneOf(fields, ['committed', 'aborted'], 'outcome'),
+    replay: readBoolean(fields, 'replay'),
   };
   return { ...reply, ...readOutcomeDetails(fields) };
 }
@@ -396,7 +404,7 @@ function readOutcomeDetails(fields: Fields): {
 } {
   const details: { abortedBy?: AbortSource; reason?: string; receipt?: string } = {};
   if (fields['abortedBy'] !== undefined) {
-    details.abortedBy = readKind({ kind: fields['abortedBy'] }, abortSources);
+    details.abortedBy = readOneOf(fields, abortSources, 'abortedBy');
   }
   if (fields['reason'] !== undefined) details.reason = readString(fields, 'reason', reasonPattern);
   if (fields['receipt'] !== undefined) {

@@ -21,6 +21,7 @@ const flags = {
   'decision-resend-max-ms': { type: 'string', default: '10000' },
   'in-flight-max': { type: 'string', default: '10000' },
   'waiters-per-payment-max': { type: 'string', default: '64' },
+  'key-retention-ms': { type: 'string', default: String(24 * 60 * 60 * 1000) },
 } as const;
 
 async function main(): Promise<void> {
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
   }
   const sendTimeoutMs = integerFlag(values, 'send-timeout-ms', 10, 60_000);
   const log = createLogger('coordinator');
-  const journal = new SqliteJournal(dbFile);
+  const retentionMs = integerFlag(values, 'key-retention-ms', 100, 365 * 24 * 60 * 60 * 1000);
+  const journal = new SqliteJournal(dbFile, retentionMs);
   const nats = await connectNats({ servers, name: 'continuum-coordinator' });
   const newId = monotonicFactory();
   const service = new CoordinatorService({
@@ -49,6 +51,7 @@ async function main(): Promise<void> {
     journal,
     machine,
     sendTimeoutMs,
+    purgeIntervalMs: Math.max(50, Math.min(60_000, Math.floor(retentionMs / 2))),
     log,
     now: () => Date.now(),
     newTransactionId: () => newId(),

@@ -38,6 +38,8 @@ export interface CoordinatorServiceOptions {
   readonly machine: CoordinatorConfig;
   /** How long one PREPARE or decision waits for its reply before it counts as failed. */
   readonly sendTimeoutMs: number;
+  /** How often expired idempotency keys are purged. */
+  readonly purgeIntervalMs: number;
   readonly log: Logger;
   readonly now: () => number;
   readonly newTransactionId: () => string;
@@ -54,6 +56,7 @@ export class CoordinatorService {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
+  #purgeTimer: NodeJS.Timeout | undefined;
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
@@ -67,6 +70,8 @@ export class CoordinatorService {
     const queue = 'coordinator';
     nats.subscribe(subjects.pay, { queue, callback: (_error, msg) => this.#onPay(msg) });
     nats.subscribe(subjects.status, { queue, callback: (_error, msg) => this.#onStatus(msg) });
+    this.#purgeTimer = setInterval(() => this.#purge(), this.#options.purgeIntervalMs);
+    this.#purgeTimer.unref();
     nats.subscribe(subjects.inFlight, {
       queue,
       callback: (_error, msg) => {
@@ -78,8 +83,14 @@ export class CoordinatorService {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#purgeTimer);
     await this.#options.nats.drain();
     this.#options.journal.close();
+  }
+
+  #purge(): void {
+    const purged = this.#options.journal.purge(this.#options.now());
+    if (purged > 0) this.#options.log.info('keys-purged', { purged });
   }
 
   #recover(): void {
@@ -115,7 +126,7 @@ export class CoordinatorService {
         requestRef,
         request,
         newTxId: newTransactionId(),
-        stored: journal.findByKey(request.clientId, request.idempotencyKey),
+        stored: journal.findByKey(request.clientId, request.idempotencyKey, now()),
       }));
     } catch (error) {
       this.#refuse(msg, error);
@@ -135,7 +146,7 @@ export class CoordinatorService {
         stored:
           'txId' in query
             ? journal.findById(query.txId)
-            : journal.findByKey(query.clientId, query.idempotencyKey),
+            : journal.findByKey(query.clientId, query.idempotencyKey, now()),
       }));
     } catch (error) {
       this.#refuse(msg, error);

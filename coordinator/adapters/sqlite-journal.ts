@@ -37,13 +37,19 @@ interface JournalRow {
 
 const paymentColumns = 'tx_id, idempotency_key, fingerprint, state, aborted_by, reason';
 
+/** Completed payments purged per purge call, so one purge never holds the write lock for long. */
+const purgeBatchMax = 1_000;
+
 export class SqliteJournal {
   readonly file: string;
+  /** How long a completed payment's key is remembered; see docs/idempotency.md. */
+  readonly retentionMs: number;
   readonly #db: SqliteDatabase;
   readonly #statements;
 
-  constructor(file: string) {
+  constructor(file: string, retentionMs: number) {
     this.file = file;
+    this.retentionMs = retentionMs;
     this.#db = openDatabase(file, 'coordinator');
     const db = this.#db;
     this.#statements = {
@@ -60,8 +66,19 @@ export class SqliteJournal {
         'UPDATE payments SET completed_at = ? WHERE tx_id = ? AND completed_at IS NULL',
       ),
       byKey: db.prepare(
-        `SELECT ${paymentColumns} FROM payments WHERE client_id = ? AND idempotency_key = ?`,
+        `SELECT ${paymentColumns} FROM payments WHERE client_id = ? AND idempotency_key = ?
+         AND (completed_at IS NULL OR completed_at >= ?)`,
       ),
+      releaseExpiredKey: db.prepare(
+        `DELETE FROM payments WHERE client_id = ? AND idempotency_key = ?
+         AND completed_at IS NOT NULL AND completed_at < ?`,
+      ),
+      expired: db.prepare(
+        `SELECT tx_id FROM payments WHERE completed_at IS NOT NULL AND completed_at < ?
+         ORDER BY completed_at LIMIT ${purgeBatchMax}`,
+      ),
+      purgeRecords: db.prepare('DELETE FROM journal WHERE tx_id = ?'),
+      purgePayment: db.prepare('DELETE FROM payments WHERE tx_id = ? AND completed_at IS NOT NULL'),
       byId: db.prepare(`SELECT ${paymentColumns} FROM payments WHERE tx_id = ?`),
       unfinished: db.prepare(
         `SELECT seq, tx_id, kind, body, written_at FROM journal AS record
@@ -88,6 +105,8 @@ export class SqliteJournal {
     s.append.run(record.txId, record.kind, JSON.stringify(record), now);
     switch (record.kind) {
       case 'begin':
+        // An expired key may be reused for a new payment: its old entry gives way first.
+        s.releaseExpiredKey.run(record.clientId, record.idempotencyKey, now - this.retentionMs);
         s.claim.run(
           record.txId,
           record.clientId,
@@ -115,9 +134,29 @@ export class SqliteJournal {
     }
   }
 
-  findByKey(clientId: string, idempotencyKey: string): StoredPayment | undefined {
-    const row = this.#statements.byKey.get(clientId, idempotencyKey) as PaymentRow | undefined;
+  /** The payment a key names, unless it completed longer ago than the retention period. */
+  findByKey(clientId: string, idempotencyKey: string, now: number): StoredPayment | undefined {
+    const cutoff = now - this.retentionMs;
+    const row = this.#statements.byKey.get(clientId, idempotencyKey, cutoff) as
+      PaymentRow | undefined;
     return row && storedFrom(row);
+  }
+
+  /**
+   * Forgets up to purgeBatchMax payments that completed before the retention period, with their
+   * records. A payment that is not complete is never purged, whatever its age: a participant may
+   * still be waiting for its decision. Returns how many were purged.
+   */
+  purge(now: number): number {
+    const s = this.#statements;
+    return this.#db.transaction(() => {
+      const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
+      for (const { tx_id: txId } of rows) {
+        s.purgeRecords.run(txId);
+        s.purgePayment.run(txId);
+      }
+      return rows.length;
+    })();
   }
 
   findById(txId: string): StoredPayment | undefined {

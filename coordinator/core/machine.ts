@@ -288,6 +288,8 @@ export class CoordinatorMachine {
     // Votes for transactions already decided or gone are stale duplicates; the decision stands.
     if (!tx || tx.decided || tx.votes.has(participant)) return [];
     if (!tx.participants.includes(participant)) return [];
+    // The deadline is strict: a vote that arrives after it, even before the next tick, is late.
+    if (now >= tx.deadlineAt) return this.#abortAtDeadline(now, tx);
     tx.votes.set(participant, vote);
     if (vote === 'no') {
       return this.#decide(now, tx, {
@@ -322,17 +324,19 @@ export class CoordinatorMachine {
     const effects: CoordinatorEffect[] = [];
     for (const tx of [...this.#transactions.values()]) {
       if (!tx.decided && now >= tx.deadlineAt) {
-        const silent = tx.participants.filter((name) => !tx.votes.has(name));
-        const reason = `deadline passed without a vote from ${silent.join(', ')}`;
-        effects.push(
-          ...this.#decide(now, tx, { decision: 'abort', abortedBy: 'coordinator', reason }),
-        );
+        effects.push(...this.#abortAtDeadline(now, tx));
       } else if (now >= tx.nextSendAt) {
         effects.push(...this.#resend(now, tx));
       }
       if (!tx.decided) effects.push(...expireWaiters(now, tx));
     }
     return effects;
+  }
+
+  #abortAtDeadline(now: number, tx: Transaction): CoordinatorEffect[] {
+    const silent = tx.participants.filter((name) => !tx.votes.has(name));
+    const reason = `deadline passed without a vote from ${silent.join(', ')}`;
+    return this.#decide(now, tx, { decision: 'abort', abortedBy: 'coordinator', reason });
   }
 
   #resend(now: number, tx: Transaction): CoordinatorEffect[] {

@@ -34,6 +34,7 @@ const config: CoordinatorConfig = {
   decisionResendMsMin: 500,
   decisionResendMsMax: 8_000,
   inFlightMax: 10,
+  waitersPerTransactionMax: 8,
 };
 
 const payment: Payment = {
@@ -889,4 +890,63 @@ test('a stored undecided transaction that is not in flight throws and changes no
   t.throws(() => pay(machine, { newTxId: otherTxId, stored }), { instanceOf: AssertionError });
   t.deepEqual(machine.inspect(now), []);
   t.is(machine.nextDeadline(), undefined);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: in-progress answers, the cap on waiters, and the strict deadline.
+
+function inProgress(requestRef: number, retryAfterMs: number): CoordinatorEffect {
+  return {
+    kind: 'reply',
+    requestRef,
+    reply: { v: 1, kind: 'in-progress', txId, idempotencyKey: key, retryAfterMs },
+  };
+}
+
+test('a joined request with waitMs 0 is answered in progress at once', (t) => {
+  const machine = ready(t);
+  pay(machine);
+  const effects = pay(machine, {
+    requestRef: 2,
+    at: now + 100,
+    request: { ...payRequest(), waitMs: 0 },
+  });
+  t.deepEqual(effects, [inProgress(2, 1_000)]);
+});
+
+test('a waiter whose wait runs out is answered in progress with a hint bounded by the deadline', (t) => {
+  const machine = ready(t);
+  pay(machine, { request: { ...payRequest(), waitMs: 300, timeoutMs: 800 } });
+  t.is(machine.nextDeadline(), now + 300);
+  t.deepEqual(machine.step({ kind: 'tick', now: now + 299 }), []);
+  t.deepEqual(machine.step({ kind: 'tick', now: now + 300 }), [inProgress(1, 500)]);
+  // The payment goes on: when it is decided, nobody is left to answer.
+  vote(machine, 'bank', 'yes', now + 310);
+  vote(machine, 'vendor', 'yes', now + 310);
+  const effects = vote(machine, 'customer', 'yes', now + 310);
+  t.false(effects.some((effect) => effect.kind === 'reply'));
+});
+
+test('more waiters than the cap on one payment are answered in progress at once', (t) => {
+  const machine = ready(t);
+  pay(machine);
+  for (let requestRef = 2; requestRef <= config.waitersPerTransactionMax; requestRef += 1) {
+    t.deepEqual(pay(machine, { requestRef }), []);
+  }
+  const overflow = config.waitersPerTransactionMax + 1;
+  t.deepEqual(pay(machine, { requestRef: overflow }), [inProgress(overflow, 1_000)]);
+});
+
+test('a vote that arrives after the deadline, before any tick, aborts instead of committing', (t) => {
+  const machine = ready(t);
+  pay(machine);
+  vote(machine, 'bank', 'yes');
+  vote(machine, 'vendor', 'yes');
+  const effects = vote(machine, 'customer', 'yes', now + timeoutMs);
+  t.like(effects[0], {
+    kind: 'journal',
+    forced: true,
+    record: { kind: 'decided', decision: 'abort', abortedBy: 'coordinator' },
+  });
+  t.regex(JSON.stringify(effects[0]), /deadline passed without a vote from customer/);
 });
