@@ -397,7 +397,7 @@ export function decodePayReply(bytes: Uint8Array): PayReply {
 const abortSources: readonly AbortSource[] = [...participantNames, 'coordinator'];
 
 /** The optional details of an outcome or status: who aborted, why, and the receipt. */
-function readOutcomeDetails(fields: Fields): {
+export function readOutcomeDetails(fields: Fields): {
   abortedBy?: AbortSource;
   reason?: string;
   receipt?: string;

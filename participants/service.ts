@@ -251,7 +251,15 @@ export class ParticipantService {
     const query = encodeMessage({ v: 1, kind: 'status', txId });
     nats.request(subjects.status, query, { timeout: statusTimeoutMs }).then(
       (reply) => {
-        const status = decodeStatusReply(reply.data);
+        let status;
+        try {
+          status = decodeStatusReply(reply.data);
+        } catch (error) {
+          // A reply we cannot read is a failed query, never a crash: ask again later.
+          log.warn('status-reply-malformed', { txId, error: errorText(error) });
+          this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+          return;
+        }
         if (status.kind === 'error' || status.txId !== txId) {
           log.warn('status-query-refused', { txId, reply: status });
           this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));

@@ -10,6 +10,7 @@
 import { JournalCorruptError, ValidationError } from '../../common/errors.ts';
 import {
   participantNames,
+  readOutcomeDetails,
   readPayment,
   transactionIdPattern,
   type AbortSource,
@@ -188,12 +189,13 @@ export class SqliteJournal {
     const rows = this.#db
       .prepare('SELECT tx_id, state FROM payments WHERE completed_at IS NULL')
       .all() as { tx_id: string; state: string }[];
-    for (const row of rows) {
-      const state = inFlight.get(row.tx_id);
-      if (state !== row.state) {
-        const found = state ?? 'no records';
-        const message = `payments index says ${row.state} but the journal says ${found}`;
-        throw new JournalCorruptError(this.file, `transaction ${row.tx_id}`, message);
+    const indexed = new Map(rows.map((row) => [row.tx_id, row.state] as const));
+    for (const txId of new Set([...indexed.keys(), ...inFlight.keys()])) {
+      const inIndex = indexed.get(txId) ?? 'no unfinished entry';
+      const inJournal = inFlight.get(txId) ?? 'no unfinished records';
+      if (inIndex !== inJournal) {
+        const message = `payments index says ${inIndex} but the journal says ${inJournal}`;
+        throw new JournalCorruptError(this.file, `transaction ${txId}`, message);
       }
     }
   }
@@ -264,14 +266,14 @@ function decodeDecided(txId: string, body: Record<string, unknown>): JournalReco
   if (decision !== 'commit' && decision !== 'abort') {
     throw new ValidationError('decision', 'must be commit or abort');
   }
-  const abortedBy = body['abortedBy'];
-  const reason = body['reason'];
+  // The same checks as on the wire: a record naming a party that does not exist is corrupt.
+  const { abortedBy, reason } = readOutcomeDetails(body);
   return {
     kind: 'decided',
     txId,
     decision,
-    ...(typeof abortedBy === 'string' ? { abortedBy: abortedBy as AbortSource } : {}),
-    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(abortedBy === undefined ? {} : { abortedBy }),
+    ...(reason === undefined ? {} : { reason }),
     decidedAt: time(body, 'decidedAt'),
   };
 }

@@ -166,9 +166,9 @@ test('a coordinator whose journal holds an unknown record refuses to start, nami
   );
   db.close();
   const error = await t.throwsAsync(coordinator.start(), { instanceOf: ServiceStartError });
-  t.regex(error?.message ?? '', /JournalCorruptError/);
-  t.true(error?.message.includes(ts.files.coordinator), 'the message names the file');
-  t.regex(error?.message ?? '', /record seq \d+/);
+  t.regex(error.message, /JournalCorruptError/);
+  t.true(error.message.includes(ts.files.coordinator), 'the message names the file');
+  t.regex(error.message, /record seq \d+/);
 });
 
 async function inFlight(
