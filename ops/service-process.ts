@@ -33,9 +33,15 @@ export class ServiceProcess {
   readonly spec: ServiceSpec;
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
+  #ready: Readonly<Record<string, unknown>> = {};
 
   constructor(spec: ServiceSpec) {
     this.spec = spec;
+  }
+
+  /** What the process said in its ready line (for example the port it listens on). */
+  get ready(): Readonly<Record<string, unknown>> {
+    return this.#ready;
   }
 
   get pid(): number | undefined {
@@ -75,7 +81,9 @@ export class ServiceProcess {
     const lines = createInterface({ input: child.stdout });
     const ready = new Promise<boolean>((resolve) => {
       lines.on('line', (line) => {
-        if (line.includes('"event":"ready"')) resolve(true);
+        if (!line.includes('"event":"ready"')) return;
+        this.#ready = JSON.parse(line) as Record<string, unknown>;
+        resolve(true);
       });
       child.once('exit', () => resolve(false));
       setTimeout(() => resolve(false), timeoutMs).unref();

@@ -27,6 +27,8 @@ export interface StackOptions {
   readonly cluster?: boolean;
   /** Fills the participants' databases before they start (the databases are migrated first). */
   readonly seed?: (databases: Readonly<Record<ParticipantName, SqliteDatabase>>) => void;
+  /** Also start the HTTP gateway on a free loopback port. */
+  readonly gateway?: boolean;
   /** Extra flags per service, e.g. shorter timeouts for tests. */
   readonly flags?: Partial<Readonly<Record<ServiceName, readonly string[]>>>;
 }
@@ -36,6 +38,9 @@ export interface Stack {
   readonly natsUrls: readonly string[];
   readonly nats: readonly NatsServerHandle[];
   readonly services: Readonly<Record<ServiceName, ServiceProcess>>;
+  /** The HTTP gateway's base URL, when it was started. */
+  readonly gatewayUrl: string | undefined;
+  readonly gateway: ServiceProcess | undefined;
   /** The SQLite file of a service. */
   dbFile(name: ServiceName): string;
   stop(options?: { remove?: boolean }): Promise<void>;
@@ -56,8 +61,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   if (options.seed) seedDatabases(dbFile, options.seed);
   const services = createServices(root, natsUrls, dbFile, options.flags ?? {});
+  const gateway = options.gateway
+    ? new ServiceProcess({
+        name: 'gateway',
+        entry: 'gateway/main.ts',
+        args: ['--nats', natsUrls.join(','), '--port', '0', '--wait-ms', '5000'],
+        logFile: join(root, 'gateway.log'),
+      })
+    : undefined;
   const stop = async ({ remove = false } = {}): Promise<void> => {
-    await Promise.all(Object.values(services).map((service) => service.stop()));
+    const all = gateway ? [gateway, ...Object.values(services)] : Object.values(services);
+    await Promise.all(all.map((service) => service.stop()));
     await cluster.stop();
     if (remove) rmSync(root, { recursive: true, force: true });
   };
@@ -65,11 +79,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // Participants first, so the coordinator's recovery finds them listening.
     await Promise.all(participantNames.map((name) => services[name].start()));
     await services.coordinator.start();
+    await gateway?.start();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { root, natsUrls, nats, services, dbFile, stop };
+  const gatewayUrl = gateway ? String(gateway.ready['url']) : undefined;
+  return { root, natsUrls, nats, services, gateway, gatewayUrl, dbFile, stop };
 }
 
 /** One server seen through the cluster interface, so the rest of the stack treats both alike. */
