@@ -11,6 +11,7 @@
 import { crashPoint, isArmed } from '../common/crash.ts';
 import { JournalCorruptError, ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
+import { createTracer } from '../common/trace.ts';
 import { isNoResponders, type Msg, type NatsConnection } from '../common/nats.ts';
 import {
   decodeParticipantReply,
@@ -57,6 +58,7 @@ export class CoordinatorService {
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
   #purgeTimer: NodeJS.Timeout | undefined;
+  readonly #trace = createTracer('coordinator');
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
@@ -118,6 +120,8 @@ export class CoordinatorService {
   #onPay(msg: Msg): void {
     try {
       const request = decodePayRequest(msg.data);
+      const { idempotencyKey } = request;
+      this.#trace({ step: 'receive', peer: 'client', idempotencyKey, what: 'pay' });
       const requestRef = this.#register(msg);
       const { journal, now, newTransactionId } = this.#options;
       this.#enqueue(() => ({
@@ -199,6 +203,10 @@ export class CoordinatorService {
     const decidesCommit = records.some((r) => r.kind === 'decided' && r.decision === 'commit');
     if (decidesCommit) crashPoint('coordinator-before-decision');
     this.#options.journal.append(records, this.#options.now());
+    for (const record of records) {
+      const what = record.kind === 'decided' ? `${record.decision} forced` : record.kind;
+      this.#trace({ step: 'journal', txId: record.txId, what });
+    }
     if (records.some((record) => record.kind === 'begin')) crashPoint('coordinator-after-begin');
     if (records.some((record) => record.kind === 'decided')) {
       crashPoint('coordinator-after-decision');
@@ -212,6 +220,7 @@ export class CoordinatorService {
         const msg = this.#pending.get(effect.requestRef);
         this.#pending.delete(effect.requestRef);
         msg?.respond(encodeMessage(effect.reply));
+        this.#traceReply(effect.reply);
       }
     }
     if (sentPrepare && isArmed('coordinator-after-prepares')) {
@@ -221,9 +230,19 @@ export class CoordinatorService {
     this.#armTimer();
   }
 
+  #traceReply(reply: Extract<CoordinatorEffect, { kind: 'reply' }>['reply']): void {
+    if (reply.kind === 'outcome' || reply.kind === 'in-progress') {
+      const what = reply.kind === 'outcome' ? reply.outcome : 'in progress';
+      const { txId, idempotencyKey } = reply;
+      this.#trace({ step: 'reply', peer: 'client', txId, idempotencyKey, what });
+    }
+  }
+
   #send(participant: ParticipantName, message: ParticipantMessage): void {
     const { nats, sendTimeoutMs, now } = this.#options;
     const { txId } = message;
+    const what = message.kind === 'prepare' ? 'prepare' : message.decision;
+    this.#trace({ step: 'send', peer: participant, txId, what });
     nats
       .request(subjects.participant(participant), encodeMessage(message), {
         timeout: sendTimeoutMs,
@@ -232,6 +251,7 @@ export class CoordinatorService {
         (reply) => this.#enqueue(() => this.#answerInput(participant, message, reply.data)),
         (error: unknown) => {
           const text = isNoResponders(error) ? 'no responders' : errorText(error);
+          this.#trace({ step: 'receive', peer: participant, txId, what: `no answer (${text})` });
           this.#enqueue(() => ({
             kind: 'send-failed',
             now: now(),
@@ -260,9 +280,11 @@ export class CoordinatorService {
         failure = `${participant} answered for another transaction or participant`;
       } else if (reply.kind === 'vote' && sent.kind === 'prepare') {
         const { vote } = reply;
+        this.#trace({ step: 'receive', peer: participant, txId, what: `vote ${vote}` });
         if (vote === 'yes') return { kind: 'vote-received', now, txId, participant, vote };
         return { kind: 'vote-received', now, txId, participant, vote, reason: reply.reason };
       } else if (reply.kind === 'ack' && sent.kind === 'decision') {
+        this.#trace({ step: 'receive', peer: participant, txId, what: `ack ${reply.decision}` });
         return { kind: 'ack-received', now, txId, participant, decision: reply.decision };
       } else {
         failure = `${participant} answered ${sent.kind} with ${reply.kind}`;

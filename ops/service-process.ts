@@ -22,6 +22,8 @@ export interface ServiceSpec {
   readonly args: readonly string[];
   readonly logFile: string;
   readonly readyTimeoutMs?: number;
+  /** Environment for every start, under what a single start adds. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const live = new Set<ChildProcess>();
@@ -60,7 +62,7 @@ export class ServiceProcess {
     const log = createWriteStream(this.spec.logFile, { flags: 'a' });
     const child = spawn(process.execPath, ['--import', 'tsx', this.spec.entry, ...this.spec.args], {
       cwd: projectRoot,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...this.spec.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;

@@ -27,6 +27,8 @@ export interface StackOptions {
   readonly cluster?: boolean;
   /** Fills the participants' databases before they start (the databases are migrated first). */
   readonly seed?: (databases: Readonly<Record<ParticipantName, SqliteDatabase>>) => void;
+  /** Environment for every service, e.g. `{ CONTINUUM_TRACE: '1' }`. */
+  readonly env?: Readonly<Record<string, string>>;
   /** Also start the HTTP gateway on a free loopback port. */
   readonly gateway?: boolean;
   /** Extra flags per service, e.g. shorter timeouts for tests. */
@@ -60,13 +62,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     mkdirSync(join(root, name), { recursive: true });
   }
   if (options.seed) seedDatabases(dbFile, options.seed);
-  const services = createServices(root, natsUrls, dbFile, options.flags ?? {});
+  const env = options.env ?? {};
+  const services = createServices(root, natsUrls, dbFile, options.flags ?? {}, env);
   const gateway = options.gateway
     ? new ServiceProcess({
         name: 'gateway',
         entry: 'gateway/main.ts',
         args: ['--nats', natsUrls.join(','), '--port', '0', '--wait-ms', '5000'],
         logFile: join(root, 'gateway.log'),
+        env,
       })
     : undefined;
   const stop = async ({ remove = false } = {}): Promise<void> => {
@@ -130,6 +134,7 @@ function createServices(
   natsUrls: readonly string[],
   dbFile: (name: ServiceName) => string,
   flags: NonNullable<StackOptions['flags']>,
+  env: Readonly<Record<string, string>>,
 ): Record<ServiceName, ServiceProcess> {
   const common = (name: ServiceName): string[] => [
     '--nats',
@@ -144,6 +149,7 @@ function createServices(
       entry: 'participants/main.ts',
       args: ['--name', name, ...common(name)],
       logFile: join(root, name, `${name}.log`),
+      env,
     });
   return {
     coordinator: new ServiceProcess({
@@ -151,6 +157,7 @@ function createServices(
       entry: 'coordinator/main.ts',
       args: common('coordinator'),
       logFile: join(root, 'coordinator', 'coordinator.log'),
+      env,
     }),
     bank: participant('bank'),
     vendor: participant('vendor'),

@@ -11,6 +11,7 @@ import { assert } from '../common/assert.ts';
 import { crashPoint } from '../common/crash.ts';
 import { ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
+import { createTracer, type Tracer } from '../common/trace.ts';
 import type { Msg, NatsConnection } from '../common/nats.ts';
 import {
   decodeParticipantMessage,
@@ -43,6 +44,7 @@ export interface ParticipantServiceOptions {
 }
 
 type LocalEffect = Extract<ParticipantEffect, { kind: 'prepare-locally' | 'apply-decision' }>;
+type LocalResult = Extract<ParticipantInput, { kind: 'prepared-locally' | 'decision-applied' }>;
 
 /** Thrown inside a savepoint to undo whatever a prepare that voted NO may have changed. */
 class VotedNo extends Error {
@@ -65,9 +67,11 @@ export class ParticipantService {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
+  readonly #trace: Tracer;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
+    this.#trace = createTracer(options.resourceManager.name);
     this.#machine = new ParticipantMachine(options.machine);
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
@@ -107,6 +111,8 @@ export class ParticipantService {
       msg.respond(encodeMessage(errorReply(error.code, error.message)));
       return;
     }
+    const what = message.kind === 'prepare' ? 'prepare' : message.decision;
+    this.#trace({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
     const requestRef = this.#nextRequestRef;
     this.#nextRequestRef += 1;
     this.#pending.set(requestRef, msg);
@@ -147,7 +153,13 @@ export class ParticipantService {
         const msg = this.#pending.get(effect.requestRef);
         this.#pending.delete(effect.requestRef);
         msg?.respond(encodeMessage(effect.reply));
+        const { reply } = effect;
+        if (reply.kind !== 'error') {
+          const what = reply.kind === 'vote' ? `vote ${reply.vote}` : `ack ${reply.decision}`;
+          this.#trace({ step: 'reply', peer: 'coordinator', txId: reply.txId, what });
+        }
       } else if (effect.kind === 'query-status') {
+        this.#trace({ step: 'send', peer: 'coordinator', txId: effect.txId, what: 'status?' });
         this.#queryStatus(effect.txId);
       }
     }
@@ -158,10 +170,10 @@ export class ParticipantService {
   }
 
   /** Runs every local step of a batch in one SQLite transaction, then passes the crash points. */
-  #runLocally(local: readonly LocalEffect[]): ParticipantInput[] {
+  #runLocally(local: readonly LocalEffect[]): LocalResult[] {
     const now = this.#options.now();
     const results = this.#db.transaction(() =>
-      local.map((effect): ParticipantInput => {
+      local.map((effect): LocalResult => {
         if (effect.kind === 'prepare-locally') {
           const vote = this.#prepare(effect.txId, effect.payment, now);
           const { requestRef, txId } = effect;
@@ -182,6 +194,11 @@ export class ParticipantService {
       }),
     )();
     for (const result of results) {
+      const what =
+        result.kind === 'prepared-locally'
+          ? `${result.vote} durable`
+          : `${result.decision} applied`;
+      this.#trace({ step: 'local', txId: result.txId, what });
       if (result.kind === 'prepared-locally' && result.vote === 'yes') {
         crashPoint('participant-after-vote');
       } else if (result.kind === 'decision-applied') {
@@ -266,6 +283,7 @@ export class ParticipantService {
           return;
         }
         const { state } = status;
+        this.#trace({ step: 'receive', peer: 'coordinator', txId, what: `status ${state}` });
         this.#enqueue(() => ({ kind: 'status-received', now: now(), txId, state }));
       },
       (error: unknown) => {
