@@ -95,6 +95,11 @@ export interface CheckOptions {
   readonly baseline: MoneyBaseline;
   /** After healing and waiting: nothing may be open or undecided. */
   readonly settled: boolean;
+  /**
+   * Transactions the coordinator purged on purpose (key retention). It no longer knows them, so
+   * only the participants' agreement with each other is checked for these.
+   */
+  readonly forgotten?: ReadonlySet<string>;
 }
 
 export function checkInvariants(files: DatabaseFiles, options: CheckOptions): string[] {
@@ -119,6 +124,14 @@ export function checkInvariants(files: DatabaseFiles, options: CheckOptions): st
       );
       const committedAt = seen.filter(([, effect]) => effect === 'committed').map(([name]) => name);
       const summary = seen.map(([name, effect]) => `${name}=${effect ?? 'none'}`).join(' ');
+      if (state === 'unknown' && options.forgotten?.has(txId)) {
+        if (committedAt.length !== 0 && committedAt.length !== 3) {
+          violations.push(
+            `tx ${txId}: forgotten by the coordinator, committed only at ${committedAt.join(', ')}`,
+          );
+        }
+        continue;
+      }
       if (committedAt.length > 0 && state !== 'committed') {
         violations.push(
           `tx ${txId}: coordinator says ${state} but committed at ${committedAt.join(', ')} (${summary})`,
