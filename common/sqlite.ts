@@ -99,3 +99,21 @@ export function migrate(db: SqliteDatabase, name: DatabaseName): void {
     })();
   }
 }
+
+/**
+ * Prepares a set of statements once per database connection and hands the same set back on every
+ * later call: business rules run thousands of times a second and must not re-prepare.
+ */
+export function statementCache<Statements>(
+  prepare: (db: SqliteDatabase) => Statements,
+): (db: SqliteDatabase) => Statements {
+  const byDatabase = new WeakMap<SqliteDatabase, Statements>();
+  return (db) => {
+    let statements = byDatabase.get(db);
+    if (statements === undefined) {
+      statements = prepare(db);
+      byDatabase.set(db, statements);
+    }
+    return statements;
+  };
+}

@@ -8,6 +8,7 @@
  * leave, so no message ever goes out ahead of the record it depends on. Lookups in the journal
  * happen when an input is handled, not when it arrives, so they see every earlier batch.
  */
+import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
 import { JournalCorruptError, ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
@@ -30,7 +31,6 @@ import type {
   CoordinatorEffect,
   CoordinatorInput,
   JournalRecord,
-  RequestRef,
 } from './core/types.ts';
 
 export interface CoordinatorServiceOptions {
@@ -50,19 +50,18 @@ export class CoordinatorService {
   readonly #options: CoordinatorServiceOptions;
   readonly #machine: CoordinatorMachine;
   /** Inputs waiting for the next batch; each is built when handled, so its lookups are fresh. */
-  #queue: (() => CoordinatorInput)[] = [];
-  #flushScheduled = false;
-  readonly #pending = new Map<RequestRef, Msg>();
-  #nextRequestRef = 1;
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
-  #stopped = false;
+  readonly #batcher = new InputBatcher<CoordinatorInput>((inputs) => this.#flush(inputs));
+  readonly #pending = new PendingRequests<Msg>();
+  readonly #timer: DeadlineTimer;
   #purgeTimer: NodeJS.Timeout | undefined;
   readonly #trace = createTracer('coordinator');
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
     this.#machine = new CoordinatorMachine(options.machine);
+    this.#timer = new DeadlineTimer(options.now, () => {
+      this.#batcher.enqueue(() => ({ kind: 'tick', now: options.now() }));
+    });
   }
 
   /** Recovers from the journal, then starts serving. Throws JournalCorruptError on bad records. */
@@ -83,8 +82,8 @@ export class CoordinatorService {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#batcher.stop();
+    this.#timer.stop();
     clearInterval(this.#purgeTimer);
     await this.#options.nats.drain();
     this.#options.journal.close();
@@ -122,9 +121,9 @@ export class CoordinatorService {
       const request = decodePayRequest(msg.data);
       const { idempotencyKey } = request;
       this.#trace({ step: 'receive', peer: 'client', idempotencyKey, what: 'pay' });
-      const requestRef = this.#register(msg);
+      const requestRef = this.#pending.register(msg);
       const { journal, now, newTransactionId } = this.#options;
-      this.#enqueue(() => ({
+      this.#batcher.enqueue(() => ({
         kind: 'pay-requested',
         now: now(),
         requestRef,
@@ -140,9 +139,9 @@ export class CoordinatorService {
   #onStatus(msg: Msg): void {
     try {
       const query = decodeStatusRequest(msg.data);
-      const requestRef = this.#register(msg);
+      const requestRef = this.#pending.register(msg);
       const { journal, now } = this.#options;
-      this.#enqueue(() => ({
+      this.#batcher.enqueue(() => ({
         kind: 'status-requested',
         now: now(),
         requestRef,
@@ -162,28 +161,10 @@ export class CoordinatorService {
     msg.respond(encodeMessage(errorReply(error.code, error.message)));
   }
 
-  #register(msg: Msg): RequestRef {
-    const requestRef = this.#nextRequestRef;
-    this.#nextRequestRef += 1;
-    this.#pending.set(requestRef, msg);
-    return requestRef;
-  }
-
-  #enqueue(input: () => CoordinatorInput): void {
-    if (this.#stopped) return;
-    this.#queue.push(input);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
   // -------------------------------------------------------------------------------------------
   // Batches.
 
-  #flush(): void {
-    this.#flushScheduled = false;
-    const inputs = this.#queue;
-    this.#queue = [];
+  #flush(inputs: readonly (() => CoordinatorInput)[]): void {
     const effects: CoordinatorEffect[] = [];
     const acked: string[] = [];
     for (const makeInput of inputs) {
@@ -217,8 +198,7 @@ export class CoordinatorService {
         this.#send(effect.participant, effect.message);
         sentPrepare ||= effect.message.kind === 'prepare';
       } else if (effect.kind === 'reply') {
-        const msg = this.#pending.get(effect.requestRef);
-        this.#pending.delete(effect.requestRef);
+        const msg = this.#pending.take(effect.requestRef);
         msg?.respond(encodeMessage(effect.reply));
         this.#traceReply(effect.reply);
       }
@@ -248,11 +228,11 @@ export class CoordinatorService {
         timeout: sendTimeoutMs,
       })
       .then(
-        (reply) => this.#enqueue(() => this.#answerInput(participant, message, reply.data)),
+        (reply) => this.#batcher.enqueue(() => this.#answerInput(participant, message, reply.data)),
         (error: unknown) => {
           const text = isNoResponders(error) ? 'no responders' : errorText(error);
           this.#trace({ step: 'receive', peer: participant, txId, what: `no answer (${text})` });
-          this.#enqueue(() => ({
+          this.#batcher.enqueue(() => ({
             kind: 'send-failed',
             now: now(),
             txId,
@@ -298,15 +278,7 @@ export class CoordinatorService {
 
   /** Keeps one timer, set for the machine's next deadline. */
   #armTimer(): void {
-    const deadline = this.#machine.nextDeadline();
-    if (deadline === undefined || deadline >= this.#timerAt) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = deadline;
-    const delayMs = Math.max(0, deadline - this.#options.now());
-    this.#timer = setTimeout(() => {
-      this.#timerAt = Number.POSITIVE_INFINITY;
-      this.#enqueue(() => ({ kind: 'tick', now: this.#options.now() }));
-    }, delayMs);
+    this.#timer.arm(this.#machine.nextDeadline());
   }
 }
 

@@ -9,6 +9,10 @@ import type { SqliteDatabase } from '../common/sqlite.ts';
 
 export type LocalVote = { readonly vote: 'yes' } | { readonly vote: 'no'; readonly reason: string };
 
+export function voteNo(reason: string): LocalVote {
+  return { vote: 'no', reason };
+}
+
 export interface ResourceManager {
   readonly name: ParticipantName;
   /**

@@ -8,6 +8,7 @@
  * that transaction is durable: a YES vote is never sent before it would survive a crash.
  */
 import { assert } from '../common/assert.ts';
+import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
 import { ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
@@ -28,7 +29,6 @@ import {
   type ParticipantConfig,
   type ParticipantEffect,
   type ParticipantInput,
-  type RequestRef,
   type StoredStatus,
 } from './core/machine.ts';
 import type { LocalVote, ResourceManager } from './resource-manager.ts';
@@ -60,19 +60,18 @@ export class ParticipantService {
   readonly #machine: ParticipantMachine;
   readonly #db: SqliteDatabase;
   readonly #barrier;
-  #queue: (() => ParticipantInput)[] = [];
-  #flushScheduled = false;
-  readonly #pending = new Map<RequestRef, Msg>();
-  #nextRequestRef = 1;
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = Number.POSITIVE_INFINITY;
-  #stopped = false;
+  readonly #batcher = new InputBatcher<ParticipantInput>((inputs) => this.#flush(inputs));
+  readonly #pending = new PendingRequests<Msg>();
+  readonly #timer: DeadlineTimer;
   readonly #trace: Tracer;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
     this.#trace = createTracer(options.resourceManager.name);
     this.#machine = new ParticipantMachine(options.machine);
+    this.#timer = new DeadlineTimer(options.now, () => {
+      this.#batcher.enqueue(() => ({ kind: 'tick', now: options.now() }));
+    });
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
   }
@@ -96,8 +95,8 @@ export class ParticipantService {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#batcher.stop();
+    this.#timer.stop();
     await this.#options.nats.drain();
     this.#db.close();
   }
@@ -113,10 +112,8 @@ export class ParticipantService {
     }
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
-    const requestRef = this.#nextRequestRef;
-    this.#nextRequestRef += 1;
-    this.#pending.set(requestRef, msg);
-    this.#enqueue(() => ({
+    const requestRef = this.#pending.register(msg);
+    this.#batcher.enqueue(() => ({
       kind: 'message-received',
       now: this.#options.now(),
       requestRef,
@@ -125,18 +122,7 @@ export class ParticipantService {
     }));
   }
 
-  #enqueue(input: () => ParticipantInput): void {
-    if (this.#stopped) return;
-    this.#queue.push(input);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#flushScheduled = false;
-    const inputs = this.#queue;
-    this.#queue = [];
+  #flush(inputs: readonly (() => ParticipantInput)[]): void {
     const effects: ParticipantEffect[] = [];
     for (const makeInput of inputs) effects.push(...this.#machine.step(makeInput()));
     this.#execute(effects);
@@ -150,8 +136,7 @@ export class ParticipantService {
     const results = local.length === 0 ? [] : this.#runLocally(local);
     for (const effect of effects) {
       if (effect.kind === 'reply') {
-        const msg = this.#pending.get(effect.requestRef);
-        this.#pending.delete(effect.requestRef);
+        const msg = this.#pending.take(effect.requestRef);
         msg?.respond(encodeMessage(effect.reply));
         const { reply } = effect;
         if (reply.kind !== 'error') {
@@ -274,37 +259,27 @@ export class ParticipantService {
         } catch (error) {
           // A reply we cannot read is a failed query, never a crash: ask again later.
           log.warn('status-reply-malformed', { txId, error: errorText(error) });
-          this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+          this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
           return;
         }
         if (status.kind === 'error' || status.txId !== txId) {
           log.warn('status-query-refused', { txId, reply: status });
-          this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+          this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
           return;
         }
         const { state } = status;
         this.#trace({ step: 'receive', peer: 'coordinator', txId, what: `status ${state}` });
-        this.#enqueue(() => ({ kind: 'status-received', now: now(), txId, state }));
+        this.#batcher.enqueue(() => ({ kind: 'status-received', now: now(), txId, state }));
       },
       (error: unknown) => {
         log.warn('status-query-failed', { txId, error: errorText(error) });
-        this.#enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
+        this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
       },
     );
   }
 
   #armTimer(): void {
-    const deadline = this.#machine.nextDeadline();
-    if (deadline === undefined || deadline >= this.#timerAt) return;
-    clearTimeout(this.#timer);
-    this.#timerAt = deadline;
-    this.#timer = setTimeout(
-      () => {
-        this.#timerAt = Number.POSITIVE_INFINITY;
-        this.#enqueue(() => ({ kind: 'tick', now: this.#options.now() }));
-      },
-      Math.max(0, deadline - this.#options.now()),
-    );
+    this.#timer.arm(this.#machine.nextDeadline());
   }
 }
 

@@ -11,8 +11,8 @@
  */
 import { assert } from '../../common/assert.ts';
 import type { Payment } from '../../common/protocol.ts';
-import type { SqliteDatabase } from '../../common/sqlite.ts';
-import type { LocalVote, ResourceManager } from '../resource-manager.ts';
+import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
+import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
 
 interface AccountRow {
   readonly account_id: string;
@@ -70,20 +70,7 @@ function prepareStatements(db: SqliteDatabase) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
-const statementsByDatabase = new WeakMap<SqliteDatabase, Statements>();
-
-function statementsFor(db: SqliteDatabase): Statements {
-  let statements = statementsByDatabase.get(db);
-  if (statements === undefined) {
-    statements = prepareStatements(db);
-    statementsByDatabase.set(db, statements);
-  }
-  return statements;
-}
-
-function no(reason: string): LocalVote {
-  return { vote: 'no', reason };
-}
+const statementsFor = statementCache(prepareStatements);
 
 /** Finds the two accounts a payment moves money between, or the reason it cannot. */
 function findAccounts(
@@ -107,11 +94,11 @@ function findAccounts(
 function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number): LocalVote {
   const statements = statementsFor(db);
   const accounts = findAccounts(statements, payment);
-  if ('reason' in accounts) return no(accounts.reason);
+  if ('reason' in accounts) return voteNo(accounts.reason);
   const { payer, payee } = accounts;
   const availableMinor = payer.balance_minor - payer.held_minor;
   if (availableMinor < payment.amountMinor) {
-    return no(`insufficient funds: available ${availableMinor} < ${payment.amountMinor}`);
+    return voteNo(`insufficient funds: available ${availableMinor} < ${payment.amountMinor}`);
   }
   const held = statements.addHeld.run(payment.amountMinor, payer.account_id);
   assert(held.changes === 1, `bank prepare ${txId}: payer account vanished`);

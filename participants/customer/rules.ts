@@ -12,8 +12,8 @@
  */
 import { assert } from '../../common/assert.ts';
 import { receiptFor, type Payment } from '../../common/protocol.ts';
-import type { SqliteDatabase } from '../../common/sqlite.ts';
-import type { LocalVote, ResourceManager } from '../resource-manager.ts';
+import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
+import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
 
 export type CustomerStatus = 'active' | 'blocked';
 export type PurchaseStatus = 'pending' | 'completed' | 'cancelled';
@@ -65,20 +65,7 @@ function prepareStatements(db: SqliteDatabase) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
-const statementsByDatabase = new WeakMap<SqliteDatabase, Statements>();
-
-function statementsFor(db: SqliteDatabase): Statements {
-  let statements = statementsByDatabase.get(db);
-  if (statements === undefined) {
-    statements = prepareStatements(db);
-    statementsByDatabase.set(db, statements);
-  }
-  return statements;
-}
-
-function no(reason: string): LocalVote {
-  return { vote: 'no', reason };
-}
+const statementsFor = statementCache(prepareStatements);
 
 /** Why the customer may not make this payment, or null when they may. */
 function refusal(statements: Statements, payment: Payment): string | null {
@@ -102,7 +89,7 @@ function refusal(statements: Statements, payment: Payment): string | null {
 function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number): LocalVote {
   const statements = statementsFor(db);
   const reason = refusal(statements, payment);
-  if (reason !== null) return no(reason);
+  if (reason !== null) return voteNo(reason);
   statements.insertPurchase.run(
     txId,
     payment.payer,

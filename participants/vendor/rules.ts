@@ -12,8 +12,8 @@
  */
 import { assert } from '../../common/assert.ts';
 import type { OrderLine, Payment } from '../../common/protocol.ts';
-import type { SqliteDatabase } from '../../common/sqlite.ts';
-import type { LocalVote, ResourceManager } from '../resource-manager.ts';
+import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
+import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
 
 export type OrderStatus = 'open' | 'reserved' | 'paid';
 export type ReservationState = 'reserved' | 'consumed' | 'released';
@@ -87,22 +87,7 @@ function prepareStatements(db: SqliteDatabase) {
   };
 }
 
-type Statements = ReturnType<typeof prepareStatements>;
-
-const statementsByDatabase = new WeakMap<SqliteDatabase, Statements>();
-
-function statementsFor(db: SqliteDatabase): Statements {
-  let statements = statementsByDatabase.get(db);
-  if (statements === undefined) {
-    statements = prepareStatements(db);
-    statementsByDatabase.set(db, statements);
-  }
-  return statements;
-}
-
-function no(reason: string): LocalVote {
-  return { vote: 'no', reason };
-}
+const statementsFor = statementCache(prepareStatements);
 
 function lineKey(sku: string, quantity: number, unitPriceMinor: number): string {
   return `${sku}*${quantity}@${unitPriceMinor}`;
@@ -139,14 +124,14 @@ function orderMismatch(
 function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number): LocalVote {
   const statements = statementsFor(db);
   const order = statements.order.get(payment.orderId);
-  if (order === undefined) return no('unknown order');
+  if (order === undefined) return voteNo('unknown order');
   const lines = statements.lines.all(order.order_id);
   const mismatch = orderMismatch(order, lines, payment);
-  if (mismatch !== null) return no(mismatch);
+  if (mismatch !== null) return voteNo(mismatch);
   for (const line of lines) {
     // An item the vendor never stocked is simply not available.
     const available = statements.available.get(order.vendor_id, line.sku)?.available ?? 0;
-    if (available < line.quantity) return no(`insufficient stock: ${line.sku}`);
+    if (available < line.quantity) return voteNo(`insufficient stock: ${line.sku}`);
   }
   for (const line of lines) {
     const reserved = statements.reserveStock.run(line.quantity, order.vendor_id, line.sku);
