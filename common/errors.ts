@@ -10,6 +10,7 @@ export const errorCodes = [
   'payload-too-large', // The message exceeded the size cap before it was parsed.
   'not-found', // A status query named a transaction or key this coordinator does not know.
   'overloaded', // Too many payments in flight; retry later with the same key.
+  'stale-epoch', // The sender's term of leadership is over; a newer coordinator is active.
   'internal', // A bug on the server side; the server logged it.
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];
@@ -40,6 +41,18 @@ export class JournalCorruptError extends Error {
     super(`journal ${file} is corrupt at ${record}: ${message}; refusing to start`);
     this.file = file;
     this.record = record;
+  }
+}
+
+/** This coordinator's term of leadership is over: another one started a newer term. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+  readonly epoch: number;
+  readonly currentEpoch: number;
+  constructor(epoch: number, currentEpoch: number) {
+    super(`term ${epoch} is over: the journal is at term ${currentEpoch}`);
+    this.epoch = epoch;
+    this.currentEpoch = currentEpoch;
   }
 }
 

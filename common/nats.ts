@@ -7,7 +7,7 @@
  */
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 
-export type { Msg, NatsConnection } from '@nats-io/transport-node';
+export type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 
 export interface NatsSettings {
   readonly servers: readonly string[];

@@ -38,6 +38,8 @@ export const subjects = {
   status: 'continuum.coordinator.status',
   /** Operators' view of the transactions in flight (read-only). */
   inFlight: 'continuum.coordinator.in-flight',
+  /** Which coordinator is active, in which term (read-only). */
+  leader: 'continuum.coordinator.leader',
   participant: (name: ParticipantName): string => `continuum.participant.${name}`,
 } as const;
 
@@ -142,6 +144,17 @@ export interface DecisionMessage {
 }
 
 export type ParticipantMessage = PrepareMessage | DecisionMessage;
+
+/**
+ * The coordinator's term of leadership, stamped on everything it sends to participants and on its
+ * status answers. A participant refuses anything from an older term than the newest it has seen:
+ * a coordinator that lost its lease (paused, cut off) can then do no harm. See docs/failover.md.
+ */
+export interface Fenced {
+  readonly epoch: number;
+}
+
+export const epochMax = Number.MAX_SAFE_INTEGER;
 
 interface VoteFields {
   readonly v: 1;
@@ -303,14 +316,15 @@ export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
   };
 }
 
-export function decodeParticipantMessage(bytes: Uint8Array): ParticipantMessage {
+export function decodeParticipantMessage(bytes: Uint8Array): ParticipantMessage & Fenced {
   const fields = parseMessage(bytes);
   const kind = readOneOf(fields, ['prepare', 'decision']);
   const txId = readString(fields, 'txId', transactionIdPattern);
+  const epoch = readInteger(fields, 'epoch', 1, epochMax);
   if (kind === 'prepare') {
-    return { v: 1, kind, txId, payment: readPayment(fields['payment']) };
+    return { v: 1, kind, txId, payment: readPayment(fields['payment']), epoch };
   }
-  return { v: 1, kind, txId, decision: readOneOf(fields, decisions, 'decision') };
+  return { v: 1, kind, txId, decision: readOneOf(fields, decisions, 'decision'), epoch };
 }
 
 const decisions = ['commit', 'abort'] as const;
@@ -361,13 +375,14 @@ function decodeErrorFields(fields: Fields): ErrorReply {
   };
 }
 
-export function decodeStatusReply(bytes: Uint8Array): StatusReply | ErrorReply {
+export function decodeStatusReply(bytes: Uint8Array): (StatusReply & Fenced) | ErrorReply {
   const fields = parseMessage(bytes);
   const kind = readOneOf(fields, ['status', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
   const state = readOneOf(fields, ['unknown', 'preparing', 'committed', 'aborted'], 'state');
   const txId = fields['txId'] === null ? null : readString(fields, 'txId', transactionIdPattern);
-  return { v: 1, kind, txId, state, ...readOutcomeDetails(fields) };
+  const epoch = readInteger(fields, 'epoch', 1, epochMax);
+  return { v: 1, kind, txId, state, ...readOutcomeDetails(fields), epoch };
 }
 
 export function decodePayReply(bytes: Uint8Array): PayReply {

@@ -1,15 +1,18 @@
 /**
- * The coordinator process: `tsx coordinator/main.ts --nats <urls> --db <file> [timings]`.
- * Opens (and migrates) the journal, recovers, connects to NATS and serves until SIGTERM.
+ * The coordinator process: `tsx coordinator/main.ts --nats <urls> --db <file> [options]`.
+ * Opens (and migrates) the journal and connects to NATS; then, alone or with --lease-bucket among
+ * standbys sharing the journal, leads terms until SIGTERM (coordinator/leadership.ts).
  */
 import { monotonicFactory } from 'ulid';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
 import { armedCrashPoints } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
-import { announceReady, createLogger } from '../common/log.ts';
-import { connectNats } from '../common/nats.ts';
-import { participantNames } from '../common/protocol.ts';
+import { announceReady, createLogger, errorText, type Logger } from '../common/log.ts';
+import { connectNats, type NatsConnection } from '../common/nats.ts';
+import { identifierPattern, participantNames } from '../common/protocol.ts';
+import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
+import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
 const flags = {
@@ -22,6 +25,10 @@ const flags = {
   'in-flight-max': { type: 'string', default: '10000' },
   'waiters-per-payment-max': { type: 'string', default: '64' },
   'key-retention-ms': { type: 'string', default: String(24 * 60 * 60 * 1000) },
+  instance: { type: 'string' },
+  'lease-bucket': { type: 'string' },
+  'lease-ttl-ms': { type: 'string', default: '750' },
+  'lease-replicas': { type: 'string', default: '3' },
 } as const;
 
 async function main(): Promise<void> {
@@ -41,29 +48,88 @@ async function main(): Promise<void> {
     throw new ConfigError('--decision-resend-min-ms must not exceed --decision-resend-max-ms');
   }
   const sendTimeoutMs = integerFlag(values, 'send-timeout-ms', 10, 60_000);
-  const log = createLogger('coordinator');
   const retentionMs = integerFlag(values, 'key-retention-ms', 100, 365 * 24 * 60 * 60 * 1000);
+  const instance = values['instance'] ?? `coordinator-${process.pid}`;
+  if (!identifierPattern.test(instance)) throw new ConfigError('--instance must be an identifier');
+  const leaseTtlMs = integerFlag(values, 'lease-ttl-ms', 100, 60_000);
+  const log = createLogger('coordinator');
   const journal = new SqliteJournal(dbFile, retentionMs);
-  const nats = await connectNats({ servers, name: 'continuum-coordinator' });
+  const nats = await connectNats({ servers, name: `continuum-${instance}` });
+  const lease = await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
   const newId = monotonicFactory();
-  const service = new CoordinatorService({
-    nats,
+  const now = (): number => Date.now();
+  const leadership = new Leadership({
     journal,
-    machine,
-    sendTimeoutMs,
-    purgeIntervalMs: Math.max(50, Math.min(60_000, Math.floor(retentionMs / 2))),
+    lease,
+    instance,
     log,
-    now: () => Date.now(),
-    newTransactionId: () => newId(),
+    now,
+    standbyPollMs: Math.max(20, Math.floor(leaseTtlMs / 10)),
+    renewMs: Math.max(20, Math.floor(leaseTtlMs / 5)),
+    createService: (epoch, onFenced) =>
+      new CoordinatorService({
+        nats,
+        journal,
+        machine,
+        sendTimeoutMs,
+        purgeIntervalMs: Math.max(50, Math.min(60_000, Math.floor(retentionMs / 2))),
+        log,
+        now,
+        newTransactionId: () => newId(),
+        epoch,
+        instance,
+        onFenced,
+      }),
+    onRole: (role, epoch) => {
+      log.info('role', { role, epoch });
+      announceReady({ service: 'coordinator', instance, role, epoch, db: dbFile });
+    },
+    onFencedWithoutLease: (error) => {
+      log.error('fenced-without-lease', { message: error.message });
+      process.exit(3);
+    },
   });
-  service.start();
-  await nats.flush();
-  announceReady({ service: 'coordinator', db: dbFile });
+  await runUntilReady(leadership, log);
   const stop = (): void => {
-    void service.stop().then(() => process.exit(0));
+    void leadership
+      .stop()
+      .then(() => nats.drain())
+      .then(() => {
+        journal.close();
+        process.exit(0);
+      });
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/** With --lease-bucket, several coordinators share the journal and take turns leading. */
+async function openLease(
+  values: Record<string, string | undefined>,
+  options: { nats: NatsConnection; ttlMs: number; holder: string },
+): Promise<NatsLease | undefined> {
+  const bucket = values['lease-bucket'];
+  if (bucket === undefined) return undefined;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) {
+    throw new ConfigError('--lease-bucket must be 1-64 of [A-Za-z0-9_-]');
+  }
+  const replicas = integerFlag(values, 'lease-replicas', 1, 5);
+  return NatsLease.open({ ...options, bucket }, replicas);
+}
+
+/**
+ * Runs the leadership loop; resolves once the process is ready (active or standby). An error
+ * before then fails the start; an error later is fatal: the process exits and recovers on restart.
+ */
+async function runUntilReady(leadership: Leadership, log: Logger): Promise<void> {
+  let ready = false;
+  const running = leadership.run().catch((error: unknown) => {
+    if (!ready) throw error;
+    log.error('fatal', { error: errorText(error) });
+    process.exit(1);
+  });
+  await Promise.race([running, leadership.ready]);
+  ready = true;
 }
 
 runMain(main);

@@ -10,10 +10,15 @@
  */
 import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
-import { JournalCorruptError, ValidationError } from '../common/errors.ts';
+import { FencedError, JournalCorruptError, ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
 import { createTracer } from '../common/trace.ts';
-import { isNoResponders, type Msg, type NatsConnection } from '../common/nats.ts';
+import {
+  isNoResponders,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '../common/nats.ts';
 import {
   decodeParticipantReply,
   decodePayRequest,
@@ -44,6 +49,12 @@ export interface CoordinatorServiceOptions {
   readonly log: Logger;
   readonly now: () => number;
   readonly newTransactionId: () => string;
+  /** This term of leadership; stamped on every message to participants and status answer. */
+  readonly epoch: number;
+  /** Names this coordinator process for operators (the `leader` subject). */
+  readonly instance: string;
+  /** Called once when the journal shows that a newer term has begun: this term must end. */
+  readonly onFenced: (error: FencedError) => void;
 }
 
 export class CoordinatorService {
@@ -55,6 +66,8 @@ export class CoordinatorService {
   readonly #timer: DeadlineTimer;
   #purgeTimer: NodeJS.Timeout | undefined;
   readonly #trace = createTracer('coordinator');
+  readonly #subscriptions: Subscription[] = [];
+  #fenced = false;
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
@@ -64,32 +77,62 @@ export class CoordinatorService {
     });
   }
 
-  /** Recovers from the journal, then starts serving. Throws JournalCorruptError on bad records. */
+  /**
+   * Recovers from the journal, then starts serving clients and participants. Only the active
+   * coordinator subscribes, so a request never reaches a standby. Throws JournalCorruptError on
+   * bad records.
+   */
   start(): void {
     this.#recover();
-    const { nats } = this.#options;
-    const queue = 'coordinator';
-    nats.subscribe(subjects.pay, { queue, callback: (_error, msg) => this.#onPay(msg) });
-    nats.subscribe(subjects.status, { queue, callback: (_error, msg) => this.#onStatus(msg) });
+    const { nats, now, epoch, instance } = this.#options;
+    const since = now();
+    const subscribe = (subject: string, handle: (msg: Msg) => void): void => {
+      const callback = (_error: unknown, msg: Msg): void => handle(msg);
+      this.#subscriptions.push(nats.subscribe(subject, { queue: 'coordinator', callback }));
+    };
+    subscribe(subjects.pay, (msg) => this.#onPay(msg));
+    subscribe(subjects.status, (msg) => this.#onStatus(msg));
+    subscribe(subjects.inFlight, (msg) => {
+      msg.respond(encodeMessage(this.#machine.inspect(now())));
+    });
+    subscribe(subjects.leader, (msg) => {
+      msg.respond(encodeMessage({ instance, epoch, since, inFlight: this.#machine.inFlightCount }));
+    });
     this.#purgeTimer = setInterval(() => this.#purge(), this.#options.purgeIntervalMs);
     this.#purgeTimer.unref();
-    nats.subscribe(subjects.inFlight, {
-      queue,
-      callback: (_error, msg) => {
-        msg.respond(encodeMessage(this.#machine.inspect(this.#options.now())));
-      },
-    });
   }
 
-  async stop(): Promise<void> {
+  /** Ends this term: stops serving and forgets everything in memory. The journal keeps the rest. */
+  stop(): void {
+    for (const subscription of this.#subscriptions) subscription.unsubscribe();
+    this.#subscriptions.length = 0;
     this.#batcher.stop();
     this.#timer.stop();
     clearInterval(this.#purgeTimer);
-    await this.#options.nats.drain();
-    this.#options.journal.close();
+  }
+
+  /** Runs a journal operation; false (and the term ended) if a newer term has begun. */
+  #termHolds(operation: () => void): boolean {
+    try {
+      operation();
+      return true;
+    } catch (error) {
+      if (!(error instanceof FencedError)) throw error;
+      this.#endTerm(error);
+      return false;
+    }
+  }
+
+  /** A newer term exists: stop at once, before anything else leaves this process. */
+  #endTerm(error: FencedError): void {
+    if (this.#fenced) return;
+    this.#fenced = true;
+    this.stop();
+    this.#options.onFenced(error);
   }
 
   #purge(): void {
+    if (this.#fenced) return;
     const purged = this.#options.journal.purge(this.#options.now());
     if (purged > 0) this.#options.log.info('keys-purged', { purged });
   }
@@ -165,6 +208,9 @@ export class CoordinatorService {
   // Batches.
 
   #flush(inputs: readonly (() => CoordinatorInput)[]): void {
+    // A paused coordinator that wakes after a takeover must not answer from its stale memory:
+    // check the term before handling anything.
+    if (!this.#termHolds(() => this.#options.journal.checkTerm())) return;
     const effects: CoordinatorEffect[] = [];
     const acked: string[] = [];
     for (const makeInput of inputs) {
@@ -183,7 +229,8 @@ export class CoordinatorService {
     for (const effect of effects) if (effect.kind === 'journal') records.push(effect.record);
     const decidesCommit = records.some((r) => r.kind === 'decided' && r.decision === 'commit');
     if (decidesCommit) crashPoint('coordinator-before-decision');
-    this.#options.journal.append(records, this.#options.now());
+    const { journal, now } = this.#options;
+    if (!this.#termHolds(() => journal.append(records, now()))) return;
     for (const record of records) {
       const what = record.kind === 'decided' ? `${record.decision} forced` : record.kind;
       this.#trace({ step: 'journal', txId: record.txId, what });
@@ -199,7 +246,9 @@ export class CoordinatorService {
         sentPrepare ||= effect.message.kind === 'prepare';
       } else if (effect.kind === 'reply') {
         const msg = this.#pending.take(effect.requestRef);
-        msg?.respond(encodeMessage(effect.reply));
+        const { reply } = effect;
+        const stamped = reply.kind === 'status' ? { ...reply, epoch: this.#options.epoch } : reply;
+        msg?.respond(encodeMessage(stamped));
         this.#traceReply(effect.reply);
       }
     }
@@ -219,12 +268,12 @@ export class CoordinatorService {
   }
 
   #send(participant: ParticipantName, message: ParticipantMessage): void {
-    const { nats, sendTimeoutMs, now } = this.#options;
+    const { nats, sendTimeoutMs, now, epoch } = this.#options;
     const { txId } = message;
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace({ step: 'send', peer: participant, txId, what });
     nats
-      .request(subjects.participant(participant), encodeMessage(message), {
+      .request(subjects.participant(participant), encodeMessage({ ...message, epoch }), {
         timeout: sendTimeoutMs,
       })
       .then(

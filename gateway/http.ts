@@ -140,6 +140,7 @@ const errorStatus: Readonly<Record<ErrorCode, number>> = {
   'payload-too-large': 413,
   'not-found': 404,
   overloaded: 503,
+  'stale-epoch': 503,
   internal: 500,
 };
 

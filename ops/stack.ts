@@ -29,6 +29,11 @@ export interface StackOptions {
   readonly seed?: (databases: Readonly<Record<ParticipantName, SqliteDatabase>>) => void;
   /** Environment for every service, e.g. `{ CONTINUUM_TRACE: '1' }`. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Standby coordinators beside the first, sharing its journal; all of them then take turns by a
+   * lease in JetStream KV, so this needs `cluster: true`.
+   */
+  readonly standbys?: number;
   /** Also start the HTTP gateway on a free loopback port. */
   readonly gateway?: boolean;
   /** Extra flags per service, e.g. shorter timeouts for tests. */
@@ -40,6 +45,8 @@ export interface Stack {
   readonly natsUrls: readonly string[];
   readonly nats: readonly NatsServerHandle[];
   readonly services: Readonly<Record<ServiceName, ServiceProcess>>;
+  /** Every coordinator process: the first is `services.coordinator`, the rest its standbys. */
+  readonly coordinators: readonly ServiceProcess[];
   /** The HTTP gateway's base URL, when it was started. */
   readonly gatewayUrl: string | undefined;
   readonly gateway: ServiceProcess | undefined;
@@ -63,7 +70,22 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   if (options.seed) seedDatabases(dbFile, options.seed);
   const env = options.env ?? {};
-  const services = createServices(root, natsUrls, dbFile, options.flags ?? {}, env);
+  const standbys = options.standbys ?? 0;
+  if (standbys > 0 && !options.cluster) throw new Error('standbys need cluster: true (JetStream)');
+  const flags = withLease(options.flags ?? {}, standbys > 0);
+  const services = createServices(root, natsUrls, dbFile, flags, env);
+  const coordinators = [
+    services.coordinator,
+    ...Array.from({ length: standbys }, (_, index) => {
+      const instance = `coordinator-${index + 2}`;
+      return new ServiceProcess({
+        ...services.coordinator.spec,
+        name: instance,
+        args: [...services.coordinator.spec.args, '--instance', instance],
+        logFile: join(root, 'coordinator', `${instance}.log`),
+      });
+    }),
+  ];
   const gateway = options.gateway
     ? new ServiceProcess({
         name: 'gateway',
@@ -74,7 +96,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       })
     : undefined;
   const stop = async ({ remove = false } = {}): Promise<void> => {
-    const all = gateway ? [gateway, ...Object.values(services)] : Object.values(services);
+    const all = [
+      ...(gateway ? [gateway] : []),
+      ...coordinators.slice(1),
+      ...Object.values(services),
+    ];
     await Promise.all(all.map((service) => service.stop()));
     await cluster.stop();
     if (remove) rmSync(root, { recursive: true, force: true });
@@ -83,13 +109,24 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // Participants first, so the coordinator's recovery finds them listening.
     await Promise.all(participantNames.map((name) => services[name].start()));
     await services.coordinator.start();
+    for (const standby of coordinators.slice(1)) await standby.start();
     await gateway?.start();
   } catch (error) {
     await stop();
     throw error;
   }
   const gatewayUrl = gateway ? String(gateway.ready['url']) : undefined;
-  return { root, natsUrls, nats, services, gateway, gatewayUrl, dbFile, stop };
+  return { root, natsUrls, nats, services, coordinators, gateway, gatewayUrl, dbFile, stop };
+}
+
+/** With standbys, every coordinator takes the lease in the cluster's KV bucket. */
+function withLease(
+  flags: NonNullable<StackOptions['flags']>,
+  lease: boolean,
+): NonNullable<StackOptions['flags']> {
+  if (!lease) return flags;
+  const coordinator = ['--instance', 'coordinator-1', '--lease-bucket', 'continuum-leader'];
+  return { ...flags, coordinator: [...coordinator, ...(flags.coordinator ?? [])] };
 }
 
 /** One server seen through the cluster interface, so the rest of the stack treats both alike. */

@@ -64,6 +64,8 @@ export class ParticipantService {
   readonly #pending = new PendingRequests<Msg>();
   readonly #timer: DeadlineTimer;
   readonly #trace: Tracer;
+  /** The newest coordinator term seen; durable in the `fence` table. */
+  #epoch: number;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
@@ -74,6 +76,7 @@ export class ParticipantService {
     });
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
+    this.#epoch = this.#barrier.epoch.get() as number;
   }
 
   get database(): SqliteDatabase {
@@ -101,6 +104,20 @@ export class ParticipantService {
     this.#db.close();
   }
 
+  /**
+   * Accepts a coordinator term no older than the newest seen, recording a newer one durably
+   * before acting on its message (one write per failover, not per message).
+   */
+  #admitEpoch(epoch: number): boolean {
+    if (epoch < this.#epoch) return false;
+    if (epoch > this.#epoch) {
+      this.#barrier.raiseEpoch.run(epoch, epoch);
+      this.#epoch = epoch;
+      this.#options.log.info('new-coordinator-term', { epoch });
+    }
+    return true;
+  }
+
   #onMessage(msg: Msg): void {
     let message;
     try {
@@ -112,6 +129,12 @@ export class ParticipantService {
     }
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
+    if (!this.#admitEpoch(message.epoch)) {
+      const text = `term ${message.epoch} is over; term ${this.#epoch} is current`;
+      this.#trace({ step: 'reply', peer: 'coordinator', txId: message.txId, what: 'stale epoch' });
+      msg.respond(encodeMessage(errorReply('stale-epoch', text)));
+      return;
+    }
     const requestRef = this.#pending.register(msg);
     this.#batcher.enqueue(() => ({
       kind: 'message-received',
@@ -262,7 +285,8 @@ export class ParticipantService {
           this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
           return;
         }
-        if (status.kind === 'error' || status.txId !== txId) {
+        // An answer from an ended term may come from a paused old coordinator's stale memory.
+        if (status.kind === 'error' || status.txId !== txId || !this.#admitEpoch(status.epoch)) {
           log.warn('status-query-refused', { txId, reply: status });
           this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
           return;
@@ -290,6 +314,8 @@ function barrierStatements(db: SqliteDatabase) {
     insertIfAbsent: db.prepare(`INSERT OR IGNORE INTO barrier ${columns}`),
     phase: db.prepare('SELECT outcome FROM barrier WHERE tx_id = ? AND phase = ?'),
     rows: db.prepare('SELECT phase, outcome, reason FROM barrier WHERE tx_id = ?'),
+    epoch: db.prepare('SELECT epoch FROM fence WHERE id = 1').pluck(),
+    raiseEpoch: db.prepare('UPDATE fence SET epoch = ? WHERE id = 1 AND epoch < ?'),
     inDoubt: db.prepare(
       `SELECT tx_id FROM barrier AS p WHERE p.phase = 'prepare' AND p.outcome = 'yes'
        AND NOT EXISTS (SELECT 1 FROM barrier AS d

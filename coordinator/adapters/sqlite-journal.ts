@@ -7,7 +7,7 @@
  * an index that disagrees with the log makes the coordinator refuse to start, naming the file and
  * the record, rather than silently forget a decision.
  */
-import { JournalCorruptError, ValidationError } from '../../common/errors.ts';
+import { FencedError, JournalCorruptError, ValidationError } from '../../common/errors.ts';
 import {
   participantNames,
   readOutcomeDetails,
@@ -47,6 +47,8 @@ export class SqliteJournal {
   readonly retentionMs: number;
   readonly #db: SqliteDatabase;
   readonly #statements;
+  /** The term this process leads, once it started one; writes outside it are refused. */
+  #epoch: number | undefined;
 
   constructor(file: string, retentionMs: number) {
     this.file = file;
@@ -54,7 +56,9 @@ export class SqliteJournal {
     this.#db = openDatabase(file, 'coordinator');
     const db = this.#db;
     this.#statements = {
-      append: db.prepare('INSERT INTO journal (tx_id, kind, body, written_at) VALUES (?, ?, ?, ?)'),
+      append: db.prepare(
+        'INSERT INTO journal (tx_id, kind, body, written_at, epoch) VALUES (?, ?, ?, ?, ?)',
+      ),
       claim: db.prepare(
         `INSERT INTO payments (tx_id, client_id, idempotency_key, fingerprint, state, created_at)
          VALUES (?, ?, ?, ?, 'preparing', ?)`,
@@ -87,23 +91,53 @@ export class SqliteJournal {
                            WHERE done.tx_id = record.tx_id AND done.kind = 'completed')
          ORDER BY seq`,
       ),
+      epoch: db.prepare('SELECT epoch FROM leadership WHERE id = 1').pluck(),
+      newTerm: db
+        .prepare(
+          'UPDATE leadership SET epoch = epoch + 1, holder = ?, since = ? WHERE id = 1 RETURNING epoch',
+        )
+        .pluck(),
       history: db.prepare(
         'SELECT seq, tx_id, kind, body, written_at FROM journal WHERE tx_id = ? ORDER BY seq',
       ),
     };
   }
 
-  /** Writes records in one SQLite transaction; durable when this returns (synchronous=FULL). */
+  /**
+   * Starts a new term of leadership for `holder`: increments the epoch, durably, and returns it.
+   * Any other coordinator's later writes are refused from here on.
+   */
+  beginTerm(holder: string, now: number): number {
+    const epoch = this.#statements.newTerm.get(holder, now) as number;
+    this.#epoch = epoch;
+    return epoch;
+  }
+
+  /** Throws FencedError if another coordinator has started a newer term since ours began. */
+  checkTerm(): void {
+    if (this.#epoch === undefined) return;
+    const current = this.#statements.epoch.get() as number;
+    if (current !== this.#epoch) throw new FencedError(this.#epoch, current);
+  }
+
+  /**
+   * Writes records in one SQLite transaction; durable when this returns (synchronous=FULL). The
+   * term is checked inside the same transaction, so a coordinator whose term is over cannot
+   * slip a record in between the check and the write.
+   */
   append(records: readonly JournalRecord[], now: number): void {
     if (records.length === 0) return;
-    this.#db.transaction(() => {
-      for (const record of records) this.#write(record, now);
-    })();
+    this.#db
+      .transaction(() => {
+        this.checkTerm();
+        for (const record of records) this.#write(record, now);
+      })
+      .immediate();
   }
 
   #write(record: JournalRecord, now: number): void {
     const s = this.#statements;
-    s.append.run(record.txId, record.kind, JSON.stringify(record), now);
+    s.append.run(record.txId, record.kind, JSON.stringify(record), now, this.#epoch ?? 0);
     switch (record.kind) {
       case 'begin':
         // An expired key may be reused for a new payment: its old entry gives way first.

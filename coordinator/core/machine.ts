@@ -179,15 +179,18 @@ export class CoordinatorMachine {
     stored: StoredPayment | undefined,
   ): CoordinatorEffect[] {
     const fingerprint = paymentFingerprint(request.payment);
+    // Test-only mutation: see test/sim/mutations.ts
+    const differs = (claimed: string): boolean =>
+      claimed !== fingerprint && !this.#mutated('skip-fingerprint-check');
     const inFlightId = this.#byKey.get(keyOf(request.clientId, request.idempotencyKey));
     const tx = inFlightId === undefined ? undefined : this.#transactions.get(inFlightId);
     if (tx) {
-      if (tx.fingerprint !== fingerprint) return [mismatch(requestRef, request.idempotencyKey)];
+      if (differs(tx.fingerprint)) return [mismatch(requestRef, request.idempotencyKey)];
       if (tx.decided) return [replyEffect(requestRef, outcomeReply(tx, tx.decided, true))];
       return this.#wait(now, tx, requestRef, request.waitMs);
     }
     if (stored) {
-      if (stored.fingerprint !== fingerprint) return [mismatch(requestRef, request.idempotencyKey)];
+      if (differs(stored.fingerprint)) return [mismatch(requestRef, request.idempotencyKey)];
       // Every undecided transaction in the journal is in memory after recovery, so a stored
       // entry that is not in flight here must carry its decision.
       assert(stored.decided, `stored transaction ${stored.txId} is undecided but not in flight`);
@@ -384,6 +387,8 @@ export class CoordinatorMachine {
       ...tx.waiters.map((waiter) => replyEffect(waiter.requestRef, answer)),
       ...decisions(tx, decided.decision),
     ];
+    // Test-only mutation: see test/sim/mutations.ts
+    if (this.#mutated('send-decision-before-forcing')) effects.push(...effects.splice(0, 1));
     tx.waiters = [];
     if (tx.awaitingAck.size === 0) effects.push(...this.#complete(now, tx));
     return effects;
@@ -447,6 +452,11 @@ export class CoordinatorMachine {
       }
     }
     return effects;
+  }
+
+  /** Test-only mutation: see test/sim/mutations.ts */
+  #mutated(name: string): boolean {
+    return this.#config.mutations?.has(name) === true;
   }
 
   #add(record: Extract<JournalRecord, { kind: 'begin' }>, nextSendAt: number): Transaction {

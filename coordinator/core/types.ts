@@ -124,6 +124,8 @@ export interface CoordinatorConfig {
   readonly inFlightMax: number;
   /** Requests that may wait on one transaction; more are answered "in progress" at once. */
   readonly waitersPerTransactionMax: number;
+  /** Test-only mutation: see test/sim/mutations.ts. Deliberate bugs; production never sets it. */
+  readonly mutations?: ReadonlySet<string>;
 }
 
 /** The view of one in-flight transaction that operators see (issue: "awaiting acknowledgement"). */

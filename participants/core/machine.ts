@@ -109,6 +109,8 @@ export interface ParticipantConfig {
   readonly inDoubtQueryAfterMs: number;
   /** Largest delay between status queries; doubles from inDoubtQueryAfterMs up to it. */
   readonly inDoubtQueryMsMax: number;
+  /** Test-only mutation: see test/sim/mutations.ts. Deliberate bugs; production never sets it. */
+  readonly mutations?: ReadonlySet<string>;
 }
 
 interface InDoubt {
@@ -183,9 +185,15 @@ export class ParticipantMachine {
     // re-sends until it gets an answer, and the barrier would refuse a second execution anyway.
     if (this.#executing.has(txId)) return [];
     if (message.kind === 'prepare') {
-      if (stored === undefined) {
+      // Test-only mutation: see test/sim/mutations.ts
+      const forget = stored?.status === 'aborted' && this.#mutated('prepare-after-abort-is-new');
+      if (stored === undefined || forget) {
         this.#executing.add(txId);
-        return [{ kind: 'prepare-locally', requestRef, txId, payment: message.payment }];
+        // Test-only mutation: see test/sim/mutations.ts
+        const early = this.#mutated('reply-yes-before-durable')
+          ? [this.#reply(requestRef, { kind: 'vote', txId, vote: 'yes' })]
+          : [];
+        return [...early, { kind: 'prepare-locally', requestRef, txId, payment: message.payment }];
       }
       return [this.#reply(requestRef, voteFromStored(txId, stored))];
     }
@@ -254,6 +262,11 @@ export class ParticipantMachine {
       effects.push({ kind: 'query-status', txId });
     }
     return effects;
+  }
+
+  /** Test-only mutation: see test/sim/mutations.ts */
+  #mutated(name: string): boolean {
+    return this.#config.mutations?.has(name) === true;
   }
 
   #reply(

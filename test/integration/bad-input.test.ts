@@ -303,8 +303,23 @@ const statusCases: readonly BadCase[] = [
   ),
 ];
 
-const validPrepare = { v: 1, kind: 'prepare', txId: unseenTxId, payment: validPayment } as const;
-const validDecision = { v: 1, kind: 'decision', txId: unseenTxId, decision: 'abort' } as const;
+// A fresh stack's coordinator leads term 1 (checked below); messages from another term would be
+// refused as stale, or would fence the real coordinator out.
+const epoch = 1;
+const validPrepare = {
+  v: 1,
+  kind: 'prepare',
+  txId: unseenTxId,
+  payment: validPayment,
+  epoch,
+} as const;
+const validDecision = {
+  v: 1,
+  kind: 'decision',
+  txId: unseenTxId,
+  decision: 'abort',
+  epoch,
+} as const;
 
 const participantCases: readonly BadCase[] = [
   ...framingCases(validPrepare),
@@ -382,7 +397,10 @@ for (const badCase of statusCases) {
 
 test.serial('status: a well-formed txId nobody knows is "unknown", not an error', async (t) => {
   const reply = decodeStatusReply(await request(subjects.status, encodeMessage(validStatus)));
-  t.deepEqual(reply, { v: 1, kind: 'status', txId: unseenTxId, state: 'unknown' });
+  t.deepEqual(reply, { v: 1, kind: 'status', txId: unseenTxId, state: 'unknown', epoch });
+  const leaderBytes = await request(subjects.leader, new Uint8Array());
+  const leader = JSON.parse(new TextDecoder().decode(leaderBytes)) as { epoch: number };
+  t.like(leader, { epoch }, 'the hand-made coordinator messages of this file use its term');
 });
 
 for (const badCase of participantCases) {

@@ -96,7 +96,7 @@ const decoders: readonly { name: string; decode: Decoder; valid: Record<string, 
   {
     name: 'decodeParticipantMessage',
     decode: decodeParticipantMessage,
-    valid: { v: 1, kind: 'decision', txId, decision: 'commit' },
+    valid: { v: 1, kind: 'decision', txId, decision: 'commit', epoch: 3 },
   },
   {
     name: 'decodeParticipantReply',
@@ -106,7 +106,7 @@ const decoders: readonly { name: string; decode: Decoder; valid: Record<string, 
   {
     name: 'decodeStatusReply',
     decode: decodeStatusReply,
-    valid: { v: 1, kind: 'status', txId, state: 'preparing' },
+    valid: { v: 1, kind: 'status', txId, state: 'preparing', epoch: 3 },
   },
   { name: 'decodePayReply', decode: decodePayReply, valid: { ...committedOutcome } },
 ];
@@ -366,26 +366,26 @@ test('a status request without a transaction id needs a client and key', (t) => 
 // Messages to participants.
 
 test('a PREPARE carries its checked payment and drops unknown fields', (t) => {
-  const message = { v: 1, kind: 'prepare', txId, payment };
+  const message = { v: 1, kind: 'prepare', txId, payment, epoch: 3 };
   const bytes = bytesOf({ ...message, payment: { ...payment, extra: 1 }, epoch: 3 });
   t.deepEqual(decodeParticipantMessage(bytes), message);
 });
 
 test('a PREPARE rejects a bad payment and a bad transaction id', (t) => {
-  const message = { v: 1, kind: 'prepare', txId, payment };
+  const message = { v: 1, kind: 'prepare', txId, payment, epoch: 3 };
   const badAmount = bytesOf({ ...message, payment: { ...payment, amountMinor: 0 } });
   rejects(t, decodeParticipantMessage, badAmount, 'payment.amountMinor');
   rejects(t, decodeParticipantMessage, bytesOf({ ...message, txId: 'tx-1' }), 'txId');
 });
 
 test('a decision message accepts abort', (t) => {
-  const message = { v: 1, kind: 'decision', txId, decision: 'abort' };
+  const message = { v: 1, kind: 'decision', txId, decision: 'abort', epoch: 3 };
   t.deepEqual(decodeParticipantMessage(bytesOf(message)), message);
 });
 
 test('a decision message rejects an unknown decision, naming the decision field', (t) => {
   for (const decision of ['maybe', undefined, 'COMMIT']) {
-    const bytes = bytesOf({ v: 1, kind: 'decision', txId, decision });
+    const bytes = bytesOf({ v: 1, kind: 'decision', txId, decision, epoch: 3 });
     rejects(t, decodeParticipantMessage, bytes, 'decision');
   }
 });
@@ -450,7 +450,7 @@ test('an error reply keeps at most 500 characters of its message', (t) => {
 // Replies to clients.
 
 test('a status reply for an unknown key has a null transaction id', (t) => {
-  const reply = { v: 1, kind: 'status', txId: null, state: 'unknown' };
+  const reply = { v: 1, kind: 'status', txId: null, state: 'unknown', epoch: 3 };
   t.deepEqual(decodeStatusReply(bytesOf(reply)), reply);
 });
 
@@ -462,12 +462,13 @@ test('a status reply keeps who aborted and why', (t) => {
     state: 'aborted',
     abortedBy: 'coordinator',
     reason: 'deadline passed without a vote from vendor, customer',
+    epoch: 3,
   };
   t.deepEqual(decodeStatusReply(bytesOf({ ...reply, debug: 'x' })), reply);
 });
 
 test('a status reply with an unknown state is rejected, naming the state field', (t) => {
-  const bytes = bytesOf({ v: 1, kind: 'status', txId, state: 'pending' });
+  const bytes = bytesOf({ v: 1, kind: 'status', txId, state: 'pending', epoch: 3 });
   rejects(t, decodeStatusReply, bytes, 'state');
 });
 
@@ -554,4 +555,14 @@ test('the fingerprint changes when any field of the payment changes', (t) => {
     );
     seen.set(fingerprint, change);
   }
+});
+
+test('coordinator messages and status answers must carry their term (epoch)', (t) => {
+  const decision = { v: 1, kind: 'decision', txId, decision: 'commit' };
+  rejects(t, decodeParticipantMessage, bytesOf(decision), 'epoch');
+  rejects(t, decodeParticipantMessage, bytesOf({ ...decision, epoch: 0 }), 'epoch');
+  rejects(t, decodeParticipantMessage, bytesOf({ ...decision, epoch: 1.5 }), 'epoch');
+  const status = { v: 1, kind: 'status', txId, state: 'committed' };
+  rejects(t, decodeStatusReply, bytesOf(status), 'epoch');
+  t.like(decodeStatusReply(bytesOf({ ...status, epoch: 7 })), { epoch: 7 });
 });

@@ -1,0 +1,119 @@
+/**
+ * Active and standby. A coordinator process waits as a standby until it holds the lease, then
+ * starts a term: a new epoch, forced to the journal, a fresh machine recovered from the journal
+ * (the crash-recovery rules finish whatever the previous leader started), and subscriptions to the
+ * client subjects. The term ends when the lease cannot be renewed or the journal shows a newer
+ * term; the process then forgets its memory and waits as a standby again.
+ *
+ * Without a lease (a single coordinator) the process leads from the start, and a newer term in the
+ * journal means another coordinator was started on the same file by mistake: it stops.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FencedError } from '../common/errors.ts';
+import type { Logger } from '../common/log.ts';
+import type { NatsLease } from './adapters/nats-lease.ts';
+import type { SqliteJournal } from './adapters/sqlite-journal.ts';
+import type { CoordinatorService } from './service.ts';
+
+export type Role = 'standby' | 'active';
+
+export interface LeadershipOptions {
+  readonly journal: SqliteJournal;
+  readonly lease: NatsLease | undefined;
+  readonly instance: string;
+  readonly log: Logger;
+  readonly now: () => number;
+  /** How often a standby tries to take the lease, and the holder renews it. */
+  readonly standbyPollMs: number;
+  readonly renewMs: number;
+  readonly createService: (
+    epoch: number,
+    onFenced: (error: FencedError) => void,
+  ) => CoordinatorService;
+  /** Told of every change of role; the first call is the moment the process is ready. */
+  readonly onRole: (role: Role, epoch: number | undefined) => void;
+  /** Without a lease, a fenced coordinator cannot become a standby: it must stop. */
+  readonly onFencedWithoutLease: (error: FencedError) => void;
+}
+
+export class Leadership {
+  readonly #options: LeadershipOptions;
+  #stopped = false;
+  #service: CoordinatorService | undefined;
+  #endTerm: (() => void) | undefined;
+  #markReady: () => void = () => undefined;
+  /** Resolves when the process first knows its role: it is then ready to be relied on. */
+  readonly ready: Promise<void>;
+
+  constructor(options: LeadershipOptions) {
+    this.#options = options;
+    this.ready = new Promise((resolve) => (this.#markReady = resolve));
+  }
+
+  #announce(role: Role, epoch: number | undefined): void {
+    this.#options.onRole(role, epoch);
+    this.#markReady();
+  }
+
+  /** Runs terms until stop(); resolves when stopped. Rejects on errors that must stop the process. */
+  async run(): Promise<void> {
+    let announcedStandby = false;
+    while (!this.#stopped) {
+      const { lease } = this.#options;
+      if (lease && !(await lease.tryAcquire(0))) {
+        if (!announcedStandby) this.#announce('standby', undefined);
+        announcedStandby = true;
+        await sleep(this.#options.standbyPollMs);
+        continue;
+      }
+      if (this.#isStopped()) break;
+      await this.#term();
+      announcedStandby = false;
+    }
+  }
+
+  async #term(): Promise<void> {
+    const { journal, instance, log, now, lease } = this.#options;
+    const epoch = journal.beginTerm(instance, now());
+    log.info('term-started', { epoch, instance });
+    const ended = new Promise<string>((resolve) => {
+      this.#endTerm = () => resolve('stopped');
+      this.#service = this.#options.createService(epoch, (error) => {
+        if (!lease) this.#options.onFencedWithoutLease(error);
+        resolve(`fenced: ${error.message}`);
+      });
+    });
+    this.#service?.start();
+    this.#announce('active', epoch);
+    const reason = await Promise.race([ended, this.#keepLease(epoch, ended)]);
+    this.#service?.stop();
+    this.#service = undefined;
+    log.warn('term-ended', { epoch, reason });
+  }
+
+  /** Renews the lease until the term ends; resolves with a reason if the lease is lost. */
+  async #keepLease(epoch: number, ended: Promise<string>): Promise<string> {
+    const { lease, renewMs } = this.#options;
+    if (!lease) return ended;
+    let over = false;
+    void ended.then(() => (over = true));
+    const isOver = (): boolean => over;
+    while (!isOver()) {
+      await sleep(renewMs);
+      if (isOver()) break;
+      if (!(await lease.renew(epoch))) return 'lease lost';
+    }
+    return ended;
+  }
+
+  /** A method, not the field, so the compiler does not assume it unchanged across an await. */
+  #isStopped(): boolean {
+    return this.#stopped;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#endTerm?.();
+    await this.#options.lease?.release();
+  }
+}
