@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
-import { JournalCorruptError } from '../../common/errors.ts';
+import { FencedError, JournalCorruptError } from '../../common/errors.ts';
 import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
 import { setPragmas, type SqliteDatabase } from '../../common/sqlite.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
@@ -304,4 +304,27 @@ test('checkIndex refuses journal records of a payment the index does not hold', 
     instanceOf: JournalCorruptError,
   });
   t.regex(error.message, /payments index says no unfinished entry but the journal says preparing/);
+});
+
+test('a coordinator whose term is over can write nothing: the epoch fence', (t) => {
+  const { file, journal: old, raw } = openFixture(t);
+  t.is(old.beginTerm('coordinator-1', createdAt), 1);
+  old.append([begin(txA, 'key-a-0000000001')], createdAt);
+  // A standby on the same file takes over while the old leader is paused.
+  const successor = new SqliteJournal(file, retentionMs);
+  t.teardown(() => successor.close());
+  t.is(successor.beginTerm('coordinator-2', createdAt + 1), 2);
+  const before = countRows(raw, 'journal');
+  const error = t.throws(() => old.append([committed(txA)], createdAt + 2), {
+    instanceOf: FencedError,
+  });
+  t.like(error, { epoch: 1, currentEpoch: 2 });
+  t.throws(() => old.checkTerm(), { instanceOf: FencedError });
+  t.is(countRows(raw, 'journal'), before, 'the old term wrote nothing');
+  successor.append([committed(txA)], createdAt + 3);
+  const epochs = raw.prepare('SELECT kind, epoch FROM journal ORDER BY seq').all();
+  t.deepEqual(epochs, [
+    { kind: 'begin', epoch: 1 },
+    { kind: 'decided', epoch: 2 },
+  ]);
 });

@@ -1,0 +1,216 @@
+/**
+ * Coordinator failover on a 3-node NATS cluster: an active coordinator and a standby sharing the
+ * journal, the lease in JetStream KV. The active one is killed at every coordinator crash point,
+ * paused past its lease, and killed again and again under a stream of payments; the NATS server
+ * leading the lease's stream is killed. Nothing committed may be lost, nothing may be half-applied,
+ * and a paused old leader must do no harm when it wakes.
+ */
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { coordinatorCrashPoints, type CrashPoint } from '../../common/crash.ts';
+import type { Outcome } from '../../common/protocol.ts';
+import type { ServiceProcess } from '../../ops/service-process.ts';
+import { addStock, makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
+import { startTestStack, type TestStack } from '../helpers/harness.ts';
+
+interface Leader {
+  readonly instance: string;
+  readonly epoch: number;
+}
+
+/** Who leads. A paused old leader may still be subscribed, so one query may go unanswered. */
+async function leader(ts: TestStack): Promise<Leader> {
+  const subject = 'continuum.coordinator.leader';
+  const bytes = await ts.client.requestRaw(subject, new Uint8Array(), 300);
+  return JSON.parse(new TextDecoder().decode(bytes)) as Leader;
+}
+
+async function until(condition: () => Promise<boolean> | boolean, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+function haStack(t: Parameters<typeof startTestStack>[0], seed = seedDemoData) {
+  return startTestStack(t, { cluster: true, standbys: 1, seed });
+}
+
+const expected: Readonly<Record<(typeof coordinatorCrashPoints)[number], Outcome>> = {
+  'coordinator-after-begin': 'aborted',
+  'coordinator-after-prepares': 'aborted',
+  'coordinator-before-decision': 'aborted',
+  'coordinator-after-decision': 'committed',
+  'coordinator-after-some-acks': 'committed',
+};
+
+for (const point of coordinatorCrashPoints) {
+  test(`the active coordinator dies at ${point}; the standby makes it ${expected[point]}`, async (t) => {
+    const ts = await haStack(t);
+    const [active, standby] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
+    await standby.stop();
+    await active.restart({ CONTINUUM_CRASH_AT: point satisfies CrashPoint });
+    await standby.start();
+    t.like(await leader(ts), { instance: 'coordinator-1', epoch: 2 });
+    const key = `failover-${point}`.slice(0, 64);
+    const outcome = await ts.client.makePayment(paymentFor('order-1001'), {
+      idempotencyKey: key,
+      attemptTimeoutMs: 500,
+    });
+    // At after-some-acks the client has its answer before the crash: wait for it, bounded.
+    const died = await Promise.race([
+      active.exited().then(() => true),
+      sleep(5_000).then(() => false),
+    ]);
+    t.true(died, 'the active coordinator died at the crash point');
+    t.is(outcome.outcome, expected[point]);
+    const takenOver = async () => (await leader(ts).catch(() => undefined))?.epoch === 3;
+    t.true(await until(takenOver, 10_000), 'the standby leads term 3');
+    t.like(await leader(ts), { instance: 'coordinator-2', epoch: 3 });
+    await ts.assertConsistent(t);
+    t.like(await ts.client.status(key), { txId: outcome.txId, state: expected[point] });
+  });
+}
+
+test('a paused old leader that wakes after a takeover decides nothing and is refused', async (t) => {
+  const ts = await haStack(t);
+  const [old] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
+  const { vendor } = ts.stack.services;
+  vendor.pause();
+  const paying = ts.client.makePayment(paymentFor('order-1001'), {
+    idempotencyKey: 'paused-leader-key-000001',
+    attemptTimeoutMs: 500,
+    paymentTimeoutMs: 20_000,
+  });
+  await sleep(300);
+  // The old leader has sent its PREPAREs and holds two YES votes; now it stalls.
+  old.pause();
+  const takeoverStarted = Date.now();
+  t.true(await until(async () => (await leader(ts).catch(() => undefined))?.epoch === 2, 10_000));
+  t.log(`standby took over ${Date.now() - takeoverStarted} ms after the pause`);
+  // The vendor's YES vote is now on its way to the paused old leader, which will see it on waking.
+  vendor.resume();
+  const outcome = await paying;
+  t.like(outcome, { outcome: 'aborted', abortedBy: 'coordinator' });
+  old.resume();
+  await ts.assertConsistent(t);
+  t.true(
+    await until(() => /"event":"term-ended"/.test(old.logTail(50)), 5_000),
+    'the old leader noticed and stepped down',
+  );
+  const oldTermRecords = ts.query(
+    'coordinator',
+    'SELECT kind FROM journal WHERE epoch = 1 AND written_at >= ?',
+    takeoverStarted,
+  );
+  t.deepEqual(oldTermRecords, [], 'nothing was journaled by the old term after the takeover');
+  t.like(await leader(ts), { instance: 'coordinator-2', epoch: 2 });
+  t.true(old.isRunning(), 'the old leader lives on, as a standby');
+});
+
+test('a message from an ended term is refused by participants', async (t) => {
+  const ts = await haStack(t);
+  await ts.stack.coordinators[0]?.kill();
+  t.true(await until(async () => (await leader(ts).catch(() => undefined))?.epoch === 2, 5_000));
+  await ts.client.makePayment(paymentFor('order-1001'));
+  // Every participant has seen term 2 by now; a term-1 message is stale.
+  const stale = {
+    v: 1,
+    kind: 'decision',
+    txId: '01HZX3V2M8Q4J7K9N0P5R6S7T8',
+    decision: 'abort',
+    epoch: 1,
+  };
+  for (const name of ['bank', 'vendor', 'customer']) {
+    const bytes = new TextEncoder().encode(JSON.stringify(stale));
+    const reply = await ts.client.requestRaw(`continuum.participant.${name}`, bytes);
+    t.like(JSON.parse(new TextDecoder().decode(reply)), { kind: 'error', code: 'stale-epoch' });
+  }
+  await ts.assertConsistent(t);
+});
+
+test('killing the NATS server that leads the lease stream loses nothing', async (t) => {
+  const ts = await haStack(t);
+  const index = await leaseStreamLeader(ts);
+  t.log(`the lease stream is led by nats node ${index}`);
+  await ts.stack.nats[index]?.kill();
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'), { attemptTimeoutMs: 500 });
+  t.is(outcome.outcome, 'committed');
+  const second = await ts.client.makePayment(paymentFor('order-1005'), { attemptTimeoutMs: 500 });
+  t.is(second.outcome, 'committed');
+  await ts.stack.nats[index]?.restart();
+  await ts.assertConsistent(t);
+});
+
+test('repeated failovers under a stream of payments lose nothing', async (t) => {
+  const paymentCount = 60;
+  let payments: ReturnType<typeof makeBulkOrders> = [];
+  const ts = await haStack(t, (dbs) => {
+    seedDemoData(dbs);
+    addStock(dbs.vendor, 'acme', 'pen', paymentCount);
+    payments = makeBulkOrders(dbs.vendor, {
+      customerId: 'alice',
+      vendorId: 'acme',
+      currency: 'EUR',
+      sku: 'pen',
+      unitPriceMinor: 100,
+      count: paymentCount,
+      prefix: 'stream',
+    });
+  });
+  let next = 0;
+  const outcomes: Outcome[] = [];
+  const worker = async (): Promise<void> => {
+    while (next < payments.length) {
+      const payment = payments[next++];
+      if (!payment) break;
+      const outcome = await ts.client.makePayment(payment, { attemptTimeoutMs: 500 });
+      outcomes.push(outcome.outcome);
+    }
+  };
+  const workers = Promise.all([worker(), worker(), worker(), worker()]);
+  for (let kill = 0; kill < 3; kill += 1) {
+    await sleep(600);
+    const { instance } = await leader(ts);
+    // The stack names its coordinators coordinator-1 (the first) and coordinator-2.
+    const active = ts.stack.coordinators[instance === 'coordinator-1' ? 0 : 1];
+    t.log(`failover ${kill + 1}: killing ${instance}`);
+    await active?.kill();
+    await active?.start();
+  }
+  await workers;
+  t.is(outcomes.length, paymentCount);
+  t.true(
+    outcomes.every((outcome) => outcome === 'committed'),
+    outcomes.join(','),
+  );
+  await ts.assertConsistent(t);
+  const [paid] = ts.query<{ n: number }>(
+    'vendor',
+    "SELECT count(*) AS n FROM orders WHERE order_id LIKE 'stream-%' AND status = 'paid'",
+  );
+  t.is(paid?.n, paymentCount, 'every payment applied exactly once');
+});
+
+async function leaseStreamLeader(ts: TestStack): Promise<number> {
+  for (const node of ts.stack.nats) {
+    const response = await fetch(
+      `http://127.0.0.1:${node.httpPort}/jsz?accounts=true&streams=true`,
+    );
+    const body = (await response.json()) as {
+      account_details?: { stream_detail?: { name: string; cluster?: { leader?: string } }[] }[];
+    };
+    for (const account of body.account_details ?? []) {
+      for (const stream of account.stream_detail ?? []) {
+        const leaderName = stream.cluster?.leader;
+        if (stream.name === 'KV_continuum-leader' && leaderName !== undefined) {
+          const index = ts.stack.nats.findIndex((candidate) => candidate.name === leaderName);
+          if (index >= 0) return index;
+        }
+      }
+    }
+  }
+  throw new Error('no leader found for the lease stream');
+}
