@@ -27,7 +27,7 @@ const flags = {
   'key-retention-ms': { type: 'string', default: String(24 * 60 * 60 * 1000) },
   instance: { type: 'string' },
   'lease-bucket': { type: 'string' },
-  'lease-ttl-ms': { type: 'string', default: '750' },
+  'lease-ttl-ms': { type: 'string', default: '600' },
   'lease-replicas': { type: 'string', default: '3' },
 } as const;
 
