@@ -59,8 +59,21 @@ export function natsUrlsFlag(values: Record<string, string | undefined>): string
   return urls;
 }
 
+/**
+ * When started by a launcher (ops/service-process.ts), leaves with it: the launcher holds our
+ * stdin open, and it closes only when the launcher is gone, however it died. A test run that is
+ * killed outright then leaves no service behind.
+ */
+function exitWithParent(): void {
+  if (process.env['CONTINUUM_EXIT_WITH_PARENT'] !== '1') return;
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
+
 /** Runs a service's main, turning a configuration error into one clear line and exit code 2. */
 export function runMain(main: () => Promise<void>): void {
+  exitWithParent();
   main().catch((error: unknown) => {
     const name = error instanceof Error ? error.name : 'Error';
     const message = error instanceof Error ? error.message : String(error);

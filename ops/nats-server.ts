@@ -115,6 +115,23 @@ function isExecutableFile(path: string): boolean {
 }
 
 /** A port on 127.0.0.1 that was free a moment ago (the OS picked it; others may race for it). */
+/**
+ * Makes the kernel SIGKILL the server when this process dies, however it dies (an exit hook does
+ * not run on SIGKILL): util-linux's setpriv sets PR_SET_PDEATHSIG and then execs the server, so
+ * the pid stays the server's own. Without setpriv the exit hook is the only safeguard.
+ */
+function withParentDeathSignal(command: readonly string[]): readonly string[] {
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return setpriv ? [setpriv, '--pdeathsig', 'SIGKILL', '--', ...command] : command;
+}
+
 export async function freePort(): Promise<number> {
   return at(await freePorts(1), 0);
 }
@@ -360,7 +377,8 @@ class NatsNode implements NatsServerHandle {
     let child: ChildProcess;
     try {
       // The child gets its own copy of the descriptor during spawn, so closing ours is safe.
-      child = spawn(this.#bin, ['-c', this.#configFile], { stdio: ['ignore', fd, fd] });
+      const [command, ...args] = withParentDeathSignal([this.#bin, '-c', this.#configFile]);
+      child = spawn(command ?? this.#bin, args, { stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd);
     }

@@ -62,8 +62,9 @@ export class ServiceProcess {
     const log = createWriteStream(this.spec.logFile, { flags: 'a' });
     const child = spawn(process.execPath, ['--import', 'tsx', this.spec.entry, ...this.spec.args], {
       cwd: projectRoot,
-      env: { ...process.env, ...this.spec.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CONTINUUM_EXIT_WITH_PARENT: '1', ...this.spec.env, ...env },
+      // stdin stays open, unused, for the child to notice when this process is gone.
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
     live.add(child);
