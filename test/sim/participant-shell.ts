@@ -1,0 +1,212 @@
+/**
+ * A participant's shell, simulated: the real `ParticipantMachine` fed with what the simulated
+ * network delivers, its local effects carried out against an in-memory barrier and ledger. It
+ * mirrors `participants/service.ts`: the stored status is read from the barrier when the message
+ * is handled; a group of local effects runs as one local transaction that is durable only when its
+ * write completes, and its results go back into the machine as inputs; the barrier rows and
+ * their order of checks are the real `#prepare` and `#applyDecision`. Recovery is the real one:
+ * `in-doubt-recovered` for every transaction voted YES and undecided, then `recovery-finished`.
+ */
+import { assert } from '../../common/assert.ts';
+import type { ParticipantName, StatusReply } from '../../common/protocol.ts';
+import {
+  ParticipantMachine,
+  type ParticipantConfig,
+  type ParticipantEffect,
+  type ParticipantInput,
+  type RequestRef,
+} from '../../participants/core/machine.ts';
+import { SimProcess } from './process.ts';
+import { SimBarrier, SimLedger } from './storage.ts';
+import type { NodeName, Packet, ProcessContext } from './world.ts';
+
+type LocalEffect = Extract<ParticipantEffect, { kind: 'prepare-locally' | 'apply-decision' }>;
+
+export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffect> {
+  override readonly name: ParticipantName;
+  readonly barrier = new SimBarrier();
+  readonly ledger: SimLedger;
+  readonly #config: ParticipantConfig;
+  #machine: ParticipantMachine | undefined;
+  readonly #requests = new Map<RequestRef, { requestId: number; from: NodeName }>();
+  #nextRequestRef = 1;
+  /** Status queries awaiting an answer: request id to transaction id. */
+  readonly #queries = new Map<number, string>();
+  #write: { readonly effects: readonly LocalEffect[]; readonly now: number } | undefined;
+
+  constructor(ctx: ProcessContext, config: ParticipantConfig, ledger: SimLedger) {
+    super(config.name, ctx);
+    this.name = config.name;
+    this.#config = config;
+    this.ledger = ledger;
+  }
+
+  get inDoubtCount(): number | undefined {
+    return this.up ? this.#machine?.inDoubtCount : undefined;
+  }
+
+  /** PREPARE or a decision from the coordinator. */
+  onRequest(packet: Extract<Packet, { type: 'request' }>): void {
+    const { body } = packet;
+    if (body.kind !== 'participant') return;
+    const { message } = body;
+    if (message.kind === 'decision') {
+      this.ctx.checker.onDecisionHeard(this.name, message.txId, message.decision);
+    }
+    const requestRef = this.#nextRequestRef;
+    this.#nextRequestRef += 1;
+    this.#requests.set(requestRef, { requestId: packet.requestId, from: packet.from });
+    const { ctx, barrier } = this;
+    this.enqueue(() => ({
+      kind: 'message-received',
+      now: ctx.now,
+      requestRef,
+      message,
+      stored: barrier.status(message.txId),
+    }));
+  }
+
+  /** The coordinator's answer to a status query, or NATS saying nobody listens. */
+  onReply(packet: Extract<Packet, { type: 'reply' }>): void {
+    const txId = this.#queries.get(packet.requestId);
+    if (txId === undefined) return;
+    this.#queries.delete(packet.requestId);
+    const { body } = packet;
+    const { ctx } = this;
+    if (body.kind !== 'status') {
+      this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
+      return;
+    }
+    const reply: StatusReply = body.reply;
+    ctx.checker.onStatusAnswer(this.name, { txId }, reply);
+    if (reply.txId !== txId) {
+      this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
+      return;
+    }
+    const { state } = reply;
+    this.enqueue(() => ({ kind: 'status-received', now: ctx.now, txId, state }));
+  }
+
+  onRequestTimeout(requestId: number): void {
+    const txId = this.#queries.get(requestId);
+    if (txId === undefined) return;
+    this.#queries.delete(requestId);
+    const { ctx } = this;
+    this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
+  }
+
+  protected recover(): ParticipantEffect[] {
+    const machine = new ParticipantMachine(this.#config);
+    this.#machine = machine;
+    for (const txId of this.barrier.inDoubt()) machine.step({ kind: 'in-doubt-recovered', txId });
+    return machine.step({ kind: 'recovery-finished', now: this.ctx.now });
+  }
+
+  protected stepMachine(input: ParticipantInput): ParticipantEffect[] {
+    return (this.#machine as ParticipantMachine).step(input);
+  }
+
+  protected nextDeadline(): number | undefined {
+    return this.#machine?.nextDeadline();
+  }
+
+  protected tickInput(): ParticipantInput {
+    return { kind: 'tick', now: this.ctx.now };
+  }
+
+  protected isWrite(effect: ParticipantEffect): boolean {
+    return effect.kind === 'prepare-locally' || effect.kind === 'apply-decision';
+  }
+
+  protected startWrite(group: readonly ParticipantEffect[]): boolean {
+    const effects = group.filter((effect): effect is LocalEffect => this.isWrite(effect));
+    this.#write = { effects, now: this.ctx.now };
+    this.ctx.trace(this.name, 'write', effects);
+    return true;
+  }
+
+  protected commitWrite(): ParticipantInput[] {
+    const write = this.#write;
+    if (write === undefined) return [];
+    this.#write = undefined;
+    return write.effects.map((effect) =>
+      effect.kind === 'prepare-locally'
+        ? this.#prepareLocally(effect, write.now)
+        : this.#applyDecision(effect, write.now),
+    );
+  }
+
+  protected perform(effect: ParticipantEffect): void {
+    if (effect.kind === 'reply') {
+      const pending = this.#requests.get(effect.requestRef);
+      if (pending === undefined) return;
+      this.#requests.delete(effect.requestRef);
+      const body = { kind: 'participant', reply: effect.reply } as const;
+      const { requestId, from } = pending;
+      this.ctx.send({ type: 'reply', requestId, from: this.name, to: from, body });
+    } else if (effect.kind === 'query-status') {
+      this.#queryStatus(effect.txId);
+    }
+  }
+
+  protected loseVolatileState(): void {
+    this.#machine = undefined;
+    this.#requests.clear();
+    this.#queries.clear();
+    this.#write = undefined;
+  }
+
+  #queryStatus(txId: string): void {
+    const { ctx } = this;
+    const requestId = ctx.nextRequestId();
+    this.#queries.set(requestId, txId);
+    const body = { kind: 'status', query: { txId } } as const;
+    ctx.send({ type: 'request', requestId, from: this.name, to: 'coordinator', body });
+    const timeoutAt = ctx.now + ctx.params.participant.statusTimeoutMs;
+    ctx.schedule(timeoutAt, { kind: 'request-timeout', node: this.name, requestId });
+  }
+
+  /** The real shell's `#prepare`: business checks, hold and barrier row in one transaction. */
+  #prepareLocally(
+    effect: Extract<LocalEffect, { kind: 'prepare-locally' }>,
+    now: number,
+  ): ParticipantInput {
+    const { txId, requestRef } = effect;
+    // Checked first so that a refused insert leaves the ledger as it was (SQLite rolls back).
+    this.barrier.checkPrepareAbsent(txId);
+    const vote = this.ledger.prepare(txId, effect.payment);
+    const reason = vote.vote === 'no' ? vote.reason : undefined;
+    this.barrier.insertPrepare(txId, vote.vote, reason);
+    this.ctx.checker.onPrepareExecuted(this.name, txId);
+    this.ctx.checker.onLedgerChanged(this.name, this.ledger);
+    if (vote.vote === 'yes')
+      return { kind: 'prepared-locally', now, requestRef, txId, vote: 'yes' };
+    return { kind: 'prepared-locally', now, requestRef, txId, vote: 'no', reason: vote.reason };
+  }
+
+  /** The real shell's `#applyDecision`, barrier row by barrier row. */
+  #applyDecision(
+    effect: Extract<LocalEffect, { kind: 'apply-decision' }>,
+    now: number,
+  ): ParticipantInput {
+    const { txId, decision, requestRef } = effect;
+    const { barrier, ledger, ctx } = this;
+    const applied: ParticipantInput = { kind: 'decision-applied', now, requestRef, txId, decision };
+    const votedYes = barrier.prepareOutcome(txId) === 'yes';
+    if (decision === 'commit') {
+      assert(votedYes, `commit of ${txId}, which did not vote yes here`);
+      if (!barrier.insertIfAbsent(txId, 'commit')) return applied;
+      ctx.checker.onDecisionApplied(this.name, txId, decision, votedYes);
+      ledger.commit(txId);
+      ctx.checker.onLedgerChanged(this.name, ledger);
+      return applied;
+    }
+    const tombstone = barrier.insertIfAbsent(txId, 'prepare');
+    if (!barrier.insertIfAbsent(txId, 'abort')) return applied;
+    ctx.checker.onDecisionApplied(this.name, txId, decision, votedYes);
+    if (tombstone) return applied;
+    if (votedYes) ledger.abort(txId);
+    ctx.checker.onLedgerChanged(this.name, ledger);
+    return applied;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The simulator's own parts, each on scripted input: the generator and the event queue that make
+ * a run reproducible, the crash semantics of the simulated journal and barrier, and the checker,
+ * which must report each kind of violation when shown one (a checker that cannot fail proves
+ * nothing, and the mutation tests do not reach every check).
+ */
+import test from 'ava';
+import type { Decision } from '../../common/protocol.ts';
+import type { JournalRecord } from '../../coordinator/core/types.ts';
+import { EventQueue } from './event-queue.ts';
+import { Checker } from './invariants.ts';
+import { JournalConstraintError, SimJournal } from './journal.ts';
+import { Random } from './random.ts';
+import { BarrierConstraintError, SimBarrier, SimLedger } from './storage.ts';
+import type { ViolationKind } from './world.ts';
+
+const payment = {
+  payer: 'alice',
+  payee: 'bob',
+  amountMinor: 100,
+  currency: 'EUR',
+  orderId: 'order-1',
+  lines: [{ sku: 'item', quantity: 1, unitPriceMinor: 100 }],
+};
+
+function begin(
+  txId: string,
+  idempotencyKey = `key-${txId}`,
+): Extract<JournalRecord, { kind: 'begin' }> {
+  return {
+    kind: 'begin',
+    txId,
+    clientId: 'shop',
+    idempotencyKey,
+    fingerprint: 'f',
+    payment,
+    participants: ['bank'],
+    createdAt: 0,
+    deadlineAt: 1,
+  };
+}
+
+function decided(txId: string, decision: Decision): JournalRecord {
+  return { kind: 'decided', txId, decision, decidedAt: 0 };
+}
+
+test('a seed gives the same stream; forks and seeds above 2^32 give others', (t) => {
+  const draw = (random: Random): number[] => Array.from({ length: 5 }, () => random.uint32());
+  t.deepEqual(draw(new Random(7)), draw(new Random(7)));
+  t.notDeepEqual(draw(new Random(7)), draw(new Random(8)));
+  t.notDeepEqual(draw(new Random(1)), draw(new Random(2 ** 32 + 1)));
+  const parent = new Random(7);
+  t.notDeepEqual(draw(parent.fork()), draw(parent.fork()));
+  const random = new Random(3);
+  for (let index = 0; index < 1_000; index += 1) {
+    const value = random.int(-2, 2);
+    t.true(value >= -2 && value <= 2 && Number.isInteger(value));
+  }
+});
+
+test('the event queue runs events by time, and in insertion order at one time', (t) => {
+  const queue = new EventQueue<string>();
+  for (const [at, name] of [
+    [5, 'c'],
+    [1, 'a'],
+    [5, 'd'],
+    [3, 'b'],
+    [5, 'e'],
+  ] as const) {
+    queue.push(at, name);
+  }
+  const order: string[] = [];
+  for (let next = queue.pop(); next !== undefined; next = queue.pop()) order.push(next.event);
+  t.deepEqual(order, ['a', 'b', 'c', 'd', 'e']);
+});
+
+test('a crash keeps forced records and everything before them, and may lose the tail', (t) => {
+  for (let seed = 0; seed < 20; seed += 1) {
+    const journal = new SimJournal();
+    journal.append([begin('T1')], 1);
+    journal.append([decided('T1', 'commit'), { kind: 'completed', txId: 'T1', completedAt: 0 }], 1);
+    journal.append([begin('T2')], 0);
+    t.is(journal.durableDecision('T1'), 'commit');
+    const lost = journal.crash(new Random(seed));
+    t.true(lost <= 2);
+    t.is(journal.durableDecision('T1'), 'commit');
+    t.truthy(journal.findById('T1'));
+    t.is(journal.findByKey('shop', 'key-T2') === undefined, lost >= 1);
+  }
+});
+
+test('the journal refuses what SQLite would: a key claimed twice, a second decision', (t) => {
+  const journal = new SimJournal();
+  journal.append([begin('T1', 'key-same')], 1);
+  t.throws(() => journal.append([begin('T2', 'key-same')], 1), {
+    instanceOf: JournalConstraintError,
+  });
+  journal.append([decided('T1', 'abort')], 1);
+  t.throws(() => journal.append([decided('T1', 'commit')], 1), {
+    instanceOf: JournalConstraintError,
+  });
+});
+
+test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {
+  const barrier = new SimBarrier();
+  t.is(barrier.status('T1'), undefined);
+  barrier.insertPrepare('T1', 'yes', undefined);
+  t.deepEqual(barrier.status('T1'), { status: 'voted-yes' });
+  t.deepEqual(barrier.inDoubt(), ['T1']);
+  t.throws(() => barrier.insertPrepare('T1', 'no', 'x'), { instanceOf: BarrierConstraintError });
+  t.true(barrier.insertIfAbsent('T1', 'commit'));
+  t.false(barrier.insertIfAbsent('T1', 'commit'));
+  t.deepEqual(barrier.status('T1'), { status: 'committed' });
+  t.true(barrier.insertIfAbsent('T2', 'prepare'));
+  t.true(barrier.insertIfAbsent('T2', 'abort'));
+  t.deepEqual(barrier.status('T2'), { status: 'aborted' });
+  t.deepEqual(barrier.inDoubt(), []);
+});
+
+test('the ledger holds, captures and releases, and conserves money', (t) => {
+  const ledger = new SimLedger({ alice: 150, bob: 0 });
+  t.deepEqual(ledger.prepare('T1', payment), { vote: 'yes' });
+  t.is(ledger.prepare('T2', payment).vote, 'no');
+  ledger.commit('T1');
+  t.is(ledger.heldMinor(), 0);
+  t.is(ledger.conservationProblem(), undefined);
+  t.deepEqual(ledger.prepare('T3', { ...payment, payer: 'bob', payee: 'alice' }), { vote: 'yes' });
+  ledger.abort('T3');
+  t.is(ledger.holdState('T3'), 'released');
+  t.throws(() => ledger.abort('T1'));
+});
+
+function checkerWith(): { checker: Checker; journal: SimJournal; failures: ViolationKind[] } {
+  const journal = new SimJournal();
+  const barrier = new SimBarrier();
+  const failures: ViolationKind[] = [];
+  const checker = new Checker({
+    journal,
+    barrierOf: () => barrier,
+    fail: (kind) => failures.push(kind),
+  });
+  return { checker, journal, failures };
+}
+
+test('the checker reports a YES voter that decides alone, and split decisions', (t) => {
+  const { checker, failures } = checkerWith();
+  checker.onDecisionApplied('bank', 'T1', 'abort', true);
+  t.deepEqual(failures, ['decided-alone']);
+  checker.onDecisionIssued('T2', 'commit');
+  checker.onDecisionApplied('bank', 'T2', 'commit', true);
+  checker.onDecisionApplied('vendor', 'T2', 'abort', false);
+  t.deepEqual(failures, ['decided-alone', 'atomicity']);
+  checker.onDecisionDurable('T3', 'commit');
+  checker.onDecisionApplied('customer', 'T3', 'abort', false);
+  t.deepEqual(failures, ['decided-alone', 'atomicity', 'atomicity']);
+});
+
+test('the checker reports a vote or decision heard before it is durable', (t) => {
+  const { checker, journal, failures } = checkerWith();
+  checker.onVoteHeard('bank', 'T1', 'yes');
+  journal.append([begin('T1'), decided('T1', 'commit')], 1);
+  checker.onDecisionHeard('bank', 'T1', 'commit');
+  t.deepEqual(failures, ['not-durable', 'not-durable']);
+});
+
+test('the checker reports a key that reaches participants twice, and a changed answer', (t) => {
+  const { checker, failures } = checkerWith();
+  // Two begins of one key cannot both be in one journal; the checker sees every journal ever.
+  checker.onBeginDurable(begin('T1', 'key-x'));
+  checker.onBeginDurable(begin('T2', 'key-x'));
+  checker.onPrepareExecuted('bank', 'T1');
+  checker.onPrepareExecuted('vendor', 'T2');
+  t.deepEqual(failures, ['key-executed-twice']);
+  const asked = { clientId: 'shop', idempotencyKey: 'key-x', fingerprint: 'g' };
+  const reply = { v: 1, kind: 'in-progress', txId: 'T1', idempotencyKey: 'key-x' } as const;
+  checker.onPayAnswer(asked, { ...reply, retryAfterMs: 1 });
+  t.deepEqual(failures, ['key-executed-twice', 'mismatch-executed']);
+});
+
+test('the checker reports money created or destroyed', (t) => {
+  const { checker, failures } = checkerWith();
+  const ledger = new SimLedger({ alice: 150, bob: 0 });
+  ledger.prepare('T1', payment);
+  ledger.commit('T1');
+  checker.onLedgerChanged('bank', ledger);
+  t.deepEqual(failures, []);
+  // The ledger cannot be driven into losing money through its methods, so stand in for one.
+  const leaking = { conservationProblem: () => 'balances sum to 149, not 150' };
+  checker.onLedgerChanged('bank', leaking as unknown as SimLedger);
+  t.deepEqual(failures, ['money']);
+});

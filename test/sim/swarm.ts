@@ -1,0 +1,173 @@
+/**
+ * Swarm testing (Groce et al.): every seed draws its own fault probabilities, timings and workload
+ * mix, and switches whole kinds of fault on or off. A fixed "everything a little" mix hides bugs
+ * that need one fault to be frequent and another absent; a swarm of different mixes finds them.
+ * The ranges follow TigerBeetle's VOPR: loss 0-30 %, duplication 0-50 %.
+ */
+import { participantNames, type ParticipantName } from '../../common/protocol.ts';
+import type { CoordinatorConfig } from '../../coordinator/core/types.ts';
+import type { Random } from './random.ts';
+
+export interface NetworkParameters {
+  readonly lossRate: number;
+  readonly duplicateRate: number;
+  readonly delayMsMin: number;
+  readonly delayMsMax: number;
+  /** A message held back much longer than the rest: reordering past later messages. */
+  readonly delayedRate: number;
+  readonly delayedMsMax: number;
+  /** How late a duplicate may arrive: a replay of an old message. */
+  readonly replayMsMax: number;
+}
+
+export const injectedFaults = ['crash', 'crash-all', 'pause', 'partition', 'one-way-cut'] as const;
+export type InjectedFault = (typeof injectedFaults)[number];
+
+export interface FaultParameters {
+  readonly kinds: readonly InjectedFault[];
+  readonly meanIntervalMs: number;
+  /** The chance that a crash or pause hits the coordinator rather than a participant. */
+  readonly coordinatorShare: number;
+  readonly downMsMax: number;
+  readonly pauseMsMax: number;
+  readonly partitionMsMax: number;
+  /** Crash right after a batch, and crash while a write is being made durable. */
+  readonly crashAfterStepRate: number;
+  readonly crashInWriteRate: number;
+}
+
+export interface WorkloadParameters {
+  readonly clients: number;
+  readonly intents: number;
+  readonly startWindowMs: number;
+  readonly owners: readonly string[];
+  /** Opening balances per participant and owner, in minor units. */
+  readonly balances: Readonly<Record<ParticipantName, Readonly<Record<string, number>>>>;
+  readonly amountMax: number;
+  /** The same key with a different payment, and another client's key (a different payment). */
+  readonly rogueRate: number;
+  readonly crossClientRate: number;
+  readonly duplicateSubmitRate: number;
+  readonly statusQueryRate: number;
+  /** Undefined: attempts wait for the decision; otherwise each attempt waits at most this long. */
+  readonly waitMsMax: number | undefined;
+  readonly paymentTimeoutMsMax: number;
+  readonly requestTimeoutMs: number;
+  readonly retryMsMax: number;
+}
+
+export interface SwarmParameters {
+  readonly network: NetworkParameters;
+  readonly faults: FaultParameters;
+  readonly workload: WorkloadParameters;
+  readonly coordinator: CoordinatorConfig & { readonly sendTimeoutMs: number };
+  readonly participant: {
+    readonly inDoubtQueryAfterMs: number;
+    readonly inDoubtQueryMsMax: number;
+    readonly statusTimeoutMs: number;
+  };
+  readonly fsyncMsMax: number;
+  /** Faults are injected for `chaosMs`; then everything heals and `quietMs` bounds liveness. */
+  readonly chaosMs: number;
+  readonly quietMs: number;
+}
+
+/** How big a seed may get: the knob that trades seeds per second for depth per seed. */
+export interface Scale {
+  readonly intentsMax: number;
+}
+
+export const defaultScale: Scale = { intentsMax: 64 };
+
+const ownerPool = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'] as const;
+
+export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmParameters {
+  const network = drawNetwork(rng);
+  const fsyncMsMax = rng.int(0, 5);
+  // Every request timeout exceeds a calm round trip. A shorter one is a misconfiguration, not a
+  // protocol bug: every reply would come after its request gave up, and nothing could finish.
+  const roundTripMs = 2 * (network.delayMsMax + fsyncMsMax) + 1;
+  const workload = drawWorkload(rng, scale, roundTripMs);
+  const chaosMs = workload.startWindowMs + rng.int(0, 3_000);
+  const decisionResendMsMin = rng.int(10, 200);
+  const inDoubtQueryAfterMs = rng.int(20, 1_000);
+  return {
+    network,
+    faults: drawFaults(rng),
+    workload,
+    coordinator: {
+      participants: participantNames,
+      prepareResendMs: rng.int(20, 500),
+      decisionResendMsMin,
+      decisionResendMsMax: rng.int(decisionResendMsMin, 3_000),
+      inFlightMax: rng.chance(0.3) ? rng.int(1, 4) : rng.int(5, 64),
+      waitersPerTransactionMax: rng.int(1, 8),
+      sendTimeoutMs: roundTripMs + rng.int(0, 500),
+    },
+    participant: {
+      inDoubtQueryAfterMs,
+      inDoubtQueryMsMax: rng.int(inDoubtQueryAfterMs, 5_000),
+      statusTimeoutMs: roundTripMs + rng.int(0, 500),
+    },
+    fsyncMsMax,
+    chaosMs,
+    quietMs: 60_000,
+  };
+}
+
+function drawNetwork(rng: Random): NetworkParameters {
+  const delayMsMin = rng.int(0, 2);
+  return {
+    lossRate: rng.chance(0.6) ? rng.float() * 0.3 : 0,
+    duplicateRate: rng.chance(0.6) ? rng.float() * 0.5 : 0,
+    delayMsMin,
+    delayMsMax: delayMsMin + rng.int(1, 40),
+    delayedRate: rng.chance(0.5) ? rng.float() * 0.1 : 0,
+    delayedMsMax: rng.int(20, 800),
+    replayMsMax: rng.int(10, 3_000),
+  };
+}
+
+function drawFaults(rng: Random): FaultParameters {
+  // A total restart is rarer than the others: it would otherwise dominate the seeds that have it.
+  const kinds = injectedFaults.filter((kind) => rng.chance(kind === 'crash-all' ? 0.2 : 0.5));
+  return {
+    kinds,
+    meanIntervalMs: rng.int(20, 1_500),
+    coordinatorShare: rng.float() * 0.6,
+    downMsMax: rng.int(1, 2_000),
+    pauseMsMax: rng.int(1, 3_000),
+    partitionMsMax: rng.int(10, 3_000),
+    crashAfterStepRate: rng.chance(0.3) ? rng.float() * 0.02 : 0,
+    crashInWriteRate: rng.chance(0.3) ? rng.float() * 0.05 : 0,
+  };
+}
+
+function drawWorkload(rng: Random, scale: Scale, roundTripMs: number): WorkloadParameters {
+  const owners = ownerPool.slice(0, rng.int(2, ownerPool.length));
+  const amountMax = rng.int(10, 1_000);
+  // Balances of a few to many payments' worth: some payers run dry, so NO votes and commits both
+  // happen, in proportions that differ from seed to seed.
+  const paymentsPerBalanceMax = rng.int(1, 30);
+  const balanceOf = (): number =>
+    rng.chance(0.05) ? 0 : rng.int(0, amountMax * paymentsPerBalanceMax);
+  const balancesOf = (): Record<string, number> =>
+    Object.fromEntries(owners.map((owner) => [owner, balanceOf()]));
+  const withWait = rng.chance(0.5);
+  return {
+    clients: rng.int(1, 4),
+    intents: rng.int(1, scale.intentsMax),
+    startWindowMs: rng.int(1, 10_000),
+    owners,
+    balances: { bank: balancesOf(), vendor: balancesOf(), customer: balancesOf() },
+    amountMax,
+    rogueRate: rng.chance(0.5) ? rng.float() * 0.3 : 0,
+    crossClientRate: rng.chance(0.3) ? rng.float() * 0.3 : 0,
+    duplicateSubmitRate: rng.chance(0.5) ? rng.float() * 0.5 : 0,
+    statusQueryRate: rng.chance(0.5) ? rng.float() * 0.5 : 0,
+    waitMsMax: withWait ? rng.int(0, 2_000) : undefined,
+    paymentTimeoutMsMax: rng.int(100, 3_000),
+    requestTimeoutMs: roundTripMs + rng.int(0, 3_000),
+    retryMsMax: rng.int(1, 2_000),
+  };
+}

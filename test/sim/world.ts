@@ -1,0 +1,138 @@
+/**
+ * The vocabulary shared by the parts of the simulated world: node names, the packets the simulated
+ * network carries, the events on the virtual clock, fault and violation kinds, and the narrow
+ * context through which a simulated process reaches the world (time, the network, the checker).
+ */
+import type {
+  ParticipantMessage,
+  ParticipantName,
+  ParticipantReply,
+  PayReply,
+  PayRequest,
+  StatusReply,
+} from '../../common/protocol.ts';
+import type { StatusQuery } from '../../coordinator/core/types.ts';
+import type { Checker } from './invariants.ts';
+import type { Random } from './random.ts';
+import type { SwarmParameters } from './swarm.ts';
+
+export type ProcessName = 'coordinator' | ParticipantName;
+export type ClientName = `client-${number}`;
+export type NodeName = ProcessName | ClientName;
+
+export type RequestBody =
+  | { readonly kind: 'pay'; readonly request: PayRequest }
+  | { readonly kind: 'status'; readonly query: StatusQuery }
+  | { readonly kind: 'participant'; readonly message: ParticipantMessage };
+
+/** `no-responders` is what NATS answers at once when nobody subscribes: the target is down. */
+export type ReplyBody =
+  | { readonly kind: 'pay'; readonly reply: PayReply }
+  | { readonly kind: 'status'; readonly reply: StatusReply }
+  | { readonly kind: 'participant'; readonly reply: ParticipantReply }
+  | { readonly kind: 'no-responders' };
+
+/** One NATS request or reply in flight. `requestId` pairs a reply with its request. */
+export type Packet =
+  | {
+      readonly type: 'request';
+      readonly requestId: number;
+      readonly from: NodeName;
+      readonly to: NodeName;
+      readonly body: RequestBody;
+    }
+  | {
+      readonly type: 'reply';
+      readonly requestId: number;
+      readonly from: NodeName;
+      readonly to: NodeName;
+      readonly body: ReplyBody;
+    };
+
+/**
+ * Everything that happens in a run is one of these, due at a virtual time. Events aimed at one
+ * incarnation of a process carry its number, so a timer or write of a process that has crashed
+ * since is recognised and ignored, as a real kill would have cancelled it.
+ */
+export type SimEvent =
+  | { readonly kind: 'deliver'; readonly packet: Packet }
+  | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
+  | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
+  | {
+      readonly kind: 'timer';
+      readonly node: ProcessName;
+      readonly incarnation: number;
+      readonly due: number;
+    }
+  | { readonly kind: 'request-timeout'; readonly node: NodeName; readonly requestId: number }
+  | { readonly kind: 'client-attempt'; readonly intent: number }
+  | { readonly kind: 'fault' }
+  | { readonly kind: 'crash'; readonly node: ProcessName; readonly incarnation: number }
+  | { readonly kind: 'restart'; readonly node: ProcessName; readonly incarnation: number }
+  | { readonly kind: 'resume'; readonly node: ProcessName; readonly pause: number }
+  | { readonly kind: 'heal'; readonly link: number }
+  | { readonly kind: 'chaos-end' };
+
+export const faultKinds = [
+  'message-lost',
+  'message-duplicated',
+  'message-delayed',
+  'partition-drop',
+  'partition',
+  'one-way-cut',
+  'crash',
+  'crash-all',
+  'crash-mid-write',
+  'crash-after-step',
+  'write-survived-crash',
+  'journal-records-lost',
+  'pause',
+] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+export const violationKinds = [
+  'atomicity',
+  'decided-alone',
+  'not-durable',
+  'key-executed-twice',
+  'wrong-answer',
+  'mismatch-executed',
+  'money',
+  'machine-threw',
+  'shell-threw',
+  'liveness',
+  'livelock',
+] as const;
+export type ViolationKind = (typeof violationKinds)[number];
+
+export interface Violation {
+  readonly kind: ViolationKind;
+  readonly message: string;
+  /** Virtual milliseconds since the start of the run, and the step it was found at. */
+  readonly atMs: number;
+  readonly step: number;
+}
+
+/** What a simulated process may do to the world around it. */
+export interface ProcessContext {
+  readonly now: number;
+  readonly failed: boolean;
+  /** True until the chaos phase ends; after it no fault is injected. */
+  readonly chaos: boolean;
+  readonly rng: Random;
+  readonly params: SwarmParameters;
+  readonly checker: Checker;
+  readonly mutations: ReadonlySet<string>;
+  schedule(at: number, event: SimEvent): void;
+  send(packet: Packet): void;
+  trace(node: string, what: string, detail?: unknown): void;
+  count(kind: FaultKind): void;
+  fail(kind: ViolationKind, message: string): void;
+  crash(node: ProcessName, why: FaultKind): void;
+  nextRequestId(): number;
+  nextTxId(): string;
+}
+
+export function isProcessName(name: NodeName): name is ProcessName {
+  return !name.startsWith('client-');
+}
