@@ -72,14 +72,16 @@ function exitWithParent(): void {
 }
 
 /** Runs a service's main, turning a configuration error into one clear line and exit code 2. */
-export function runMain(main: () => Promise<void>): void {
+export function runMain(main: () => Promise<void> | void): void {
   exitWithParent();
-  main().catch((error: unknown) => {
-    const name = error instanceof Error ? error.name : 'Error';
-    const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(
-      `${JSON.stringify({ level: 'fatal', event: 'start-failed', name, message })}\n`,
-    );
-    process.exit(error instanceof ConfigError ? 2 : 1);
-  });
+  Promise.resolve()
+    .then(main)
+    .catch((error: unknown) => {
+      const name = error instanceof Error ? error.name : 'Error';
+      const message = error instanceof Error ? error.message : String(error);
+      process.stderr.write(
+        `${JSON.stringify({ level: 'fatal', event: 'start-failed', name, message })}\n`,
+      );
+      process.exit(error instanceof ConfigError ? 2 : 1);
+    });
 }
