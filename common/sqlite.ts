@@ -7,8 +7,8 @@
  * crash loses nothing either way, so no kill -9 test can catch the wrong setting; the pragma test
  * reads it back instead.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { MigrationError } from './errors.ts';
@@ -22,6 +22,7 @@ export type DatabaseName = (typeof databaseNames)[number];
 
 /** Opens (creating if needed) a database, sets its pragmas and brings its schema up to date. */
 export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
+  mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);
   try {
     setPragmas(db);
