@@ -23,6 +23,7 @@ import {
 import { checkInvariants } from '../../ops/checker.ts';
 import { makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
 import { startTestStack, type TestStack } from '../helpers/harness.ts';
+import { until } from '../helpers/wait.ts';
 
 const clientId = 'bad-input-client';
 const bankSubject = subjects.participant('bank');
@@ -556,12 +557,3 @@ test.serial('bank: a status reply it cannot decode is a failed query, not a cras
   t.true(await until(released, 5_000), 'the in-doubt hold is released after all');
   t.deepEqual(checkInvariants(ts.files, { baseline: ts.baseline, settled: true }), []);
 });
-
-async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
-}

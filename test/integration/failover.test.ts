@@ -12,6 +12,7 @@ import type { Outcome } from '../../common/protocol.ts';
 import type { ServiceProcess } from '../../ops/service-process.ts';
 import { addStock, makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
 import { startTestStack, type TestStack } from '../helpers/harness.ts';
+import { until } from '../helpers/wait.ts';
 
 interface Leader {
   readonly instance: string;
@@ -23,15 +24,6 @@ async function leader(ts: TestStack): Promise<Leader> {
   const subject = 'continuum.coordinator.leader';
   const bytes = await ts.client.requestRaw(subject, new Uint8Array(), 300);
   return JSON.parse(new TextDecoder().decode(bytes)) as Leader;
-}
-
-async function until(condition: () => Promise<boolean> | boolean, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await sleep(50);
-  }
-  return false;
 }
 
 function haStack(t: Parameters<typeof startTestStack>[0], seed = seedDemoData) {
