@@ -28,7 +28,14 @@ export interface ServiceSpec {
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const child of live) if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+  for (const child of live) {
+    if (child.pid === undefined) continue;
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // It exited already (ESRCH): nothing left to stop.
+    }
+  }
 });
 
 export class ServiceProcess {
