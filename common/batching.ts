@@ -3,6 +3,7 @@
  * loop (group commit happens per batch), requests waiting for a reply under a numeric reference
  * the pure machines can carry, and one timer set for a machine's next deadline.
  */
+import { workCounters } from './stats.ts';
 
 /**
  * Collects inputs and hands them over together on the next turn of the event loop. Each input is
@@ -27,7 +28,10 @@ export class InputBatcher<Input> {
       this.#scheduled = false;
       const inputs = this.#queue;
       this.#queue = [];
-      if (!this.#stopped) this.#handle(inputs);
+      if (this.#stopped) return;
+      workCounters.batches += 1;
+      workCounters.inputs += inputs.length;
+      this.#handle(inputs);
     });
   }
 

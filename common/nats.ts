@@ -28,6 +28,10 @@ export async function connectNats(settings: NatsSettings): Promise<NatsConnectio
     maxPingOut: 2,
     waitOnFirstConnect: true,
     ignoreClusterUpdates: false,
+    // Otherwise every request builds an Error up front, only to give a timeout a stack trace:
+    // about a fifth of the coordinator's time under load. Our errors are reported by name and
+    // message, never by stack.
+    noAsyncTraces: true,
   });
 }
 

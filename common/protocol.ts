@@ -185,6 +185,9 @@ export type PayReply = OutcomeReply | InProgressReply | ErrorReply;
 
 type Fields = Readonly<Record<string, unknown>>;
 
+/** One decoder for every message: a whole-buffer decode keeps no state between calls. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 export function parseMessage(bytes: Uint8Array): Fields {
   if (bytes.byteLength > messageBytesMax) {
     throw new ValidationError(
@@ -195,7 +198,7 @@ export function parseMessage(bytes: Uint8Array): Fields {
   }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    value = JSON.parse(utf8.decode(bytes));
   } catch {
     throw new ValidationError('message', 'not valid UTF-8 JSON');
   }

@@ -12,13 +12,9 @@ import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching
 import { crashPoint, isArmed } from '../common/crash.ts';
 import { FencedError, JournalCorruptError, ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
+import { serveStats } from '../common/stats.ts';
 import { createTracer } from '../common/trace.ts';
-import {
-  isNoResponders,
-  type Msg,
-  type NatsConnection,
-  type Subscription,
-} from '../common/nats.ts';
+import type { Msg, NatsConnection, Subscription } from '../common/nats.ts';
 import {
   decodeParticipantReply,
   decodePayRequest,
@@ -29,7 +25,12 @@ import {
   type ParticipantMessage,
   type ParticipantName,
 } from '../common/protocol.ts';
-import type { SqliteJournal } from './adapters/sqlite-journal.ts';
+import {
+  ParticipantChannel,
+  type ParticipantAnswer,
+  type SentMessage,
+} from './adapters/participant-channel.ts';
+import { purgeChunkMax, type SqliteJournal } from './adapters/sqlite-journal.ts';
 import { CoordinatorMachine, RecoveryRejectedError } from './core/machine.ts';
 import type {
   CoordinatorConfig,
@@ -57,6 +58,14 @@ export interface CoordinatorServiceOptions {
   readonly onFenced: (error: FencedError) => void;
 }
 
+/**
+ * Unforced records (`completed`) wait for the next forced write, which carries them in the same
+ * SQLite transaction, or this long at most: under load they never cost a commit of their own.
+ */
+const unforcedRecordsWaitMs = 50;
+/** Unforced records held at most; with more, they are written at once. */
+const unforcedRecordsMax = 10_000;
+
 export class CoordinatorService {
   readonly #options: CoordinatorServiceOptions;
   readonly #machine: CoordinatorMachine;
@@ -64,16 +73,28 @@ export class CoordinatorService {
   readonly #batcher = new InputBatcher<CoordinatorInput>((inputs) => this.#flush(inputs));
   readonly #pending = new PendingRequests<Msg>();
   readonly #timer: DeadlineTimer;
+  readonly #channel: ParticipantChannel;
   #purgeTimer: NodeJS.Timeout | undefined;
+  /** The next chunk of a purge that has not caught up yet. */
+  #purgeNext: NodeJS.Immediate | undefined;
   readonly #trace = createTracer('coordinator');
   readonly #subscriptions: Subscription[] = [];
   #fenced = false;
+  /** Unforced records not written yet, oldest first. */
+  #unforced: JournalRecord[] = [];
+  #unforcedTimer: NodeJS.Timeout | undefined;
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
     this.#machine = new CoordinatorMachine(options.machine);
     this.#timer = new DeadlineTimer(options.now, () => {
       this.#batcher.enqueue(() => ({ kind: 'tick', now: options.now() }));
+    });
+    this.#channel = new ParticipantChannel({
+      nats: options.nats,
+      timeoutMs: options.sendTimeoutMs,
+      now: options.now,
+      onAnswer: (answer) => this.#onAnswer(answer),
     });
   }
 
@@ -83,6 +104,8 @@ export class CoordinatorService {
    * bad records.
    */
   start(): void {
+    // Recovery re-sends decisions at once: their answers must find the inbox open.
+    this.#channel.open();
     this.#recover();
     const { nats, now, epoch, instance } = this.#options;
     const since = now();
@@ -98,6 +121,8 @@ export class CoordinatorService {
     subscribe(subjects.leader, (msg) => {
       msg.respond(encodeMessage({ instance, epoch, since, inFlight: this.#machine.inFlightCount }));
     });
+    const stats = serveStats(nats, 'coordinator', () => this.#machine.inFlightCount);
+    if (stats) this.#subscriptions.push(stats);
     this.#purgeTimer = setInterval(() => this.#purge(), this.#options.purgeIntervalMs);
     this.#purgeTimer.unref();
   }
@@ -108,7 +133,11 @@ export class CoordinatorService {
     this.#subscriptions.length = 0;
     this.#batcher.stop();
     this.#timer.stop();
+    this.#channel.close();
     clearInterval(this.#purgeTimer);
+    clearImmediate(this.#purgeNext);
+    // Write the held unforced records; losing them would only mean re-sending decisions later.
+    if (!this.#fenced) this.#writeJournal([]);
   }
 
   /** Runs a journal operation; false (and the term ended) if a newer term has begun. */
@@ -131,10 +160,18 @@ export class CoordinatorService {
     this.#options.onFenced(error);
   }
 
+  /**
+   * Purges expired payments, one chunk per turn of the event loop until caught up: at thousands
+   * of payments a second, one chunk per interval would fall behind for ever.
+   */
   #purge(): void {
+    this.#purgeNext = undefined;
     if (this.#fenced) return;
     const purged = this.#options.journal.purge(this.#options.now());
     if (purged > 0) this.#options.log.info('keys-purged', { purged });
+    if (purged >= purgeChunkMax) {
+      this.#purgeNext ??= setImmediate(() => this.#purge());
+    }
   }
 
   #recover(): void {
@@ -226,24 +263,34 @@ export class CoordinatorService {
 
   #execute(effects: readonly CoordinatorEffect[]): void {
     const records: JournalRecord[] = [];
-    for (const effect of effects) if (effect.kind === 'journal') records.push(effect.record);
+    let forced = false;
+    for (const effect of effects) {
+      if (effect.kind !== 'journal') continue;
+      records.push(effect.record);
+      forced ||= effect.forced;
+    }
     const decidesCommit = records.some((r) => r.kind === 'decided' && r.decision === 'commit');
     if (decidesCommit) crashPoint('coordinator-before-decision');
-    const { journal, now } = this.#options;
-    if (!this.#termHolds(() => journal.append(records, now()))) return;
-    for (const record of records) {
-      const what = record.kind === 'decided' ? `${record.decision} forced` : record.kind;
-      this.#trace({ step: 'journal', txId: record.txId, what });
-    }
+    if (!forced) this.#holdUnforced(records);
+    else if (!this.#writeJournal(records)) return;
     if (records.some((record) => record.kind === 'begin')) crashPoint('coordinator-after-begin');
     if (records.some((record) => record.kind === 'decided')) {
       crashPoint('coordinator-after-decision');
     }
     let sentPrepare = false;
+    // The same PREPARE or decision goes to every participant: encode it once per batch.
+    const encoded = new Map<string, Uint8Array>();
     for (const effect of effects) {
       if (effect.kind === 'send') {
-        this.#send(effect.participant, effect.message);
-        sentPrepare ||= effect.message.kind === 'prepare';
+        const { message } = effect;
+        const key = `${message.txId}:${message.kind === 'prepare' ? 'prepare' : message.decision}`;
+        let data = encoded.get(key);
+        if (data === undefined) {
+          data = encodeMessage({ ...message, epoch: this.#options.epoch });
+          encoded.set(key, data);
+        }
+        this.#send(effect.participant, message, data);
+        sentPrepare ||= message.kind === 'prepare';
       } else if (effect.kind === 'reply') {
         const msg = this.#pending.take(effect.requestRef);
         const { reply } = effect;
@@ -259,6 +306,38 @@ export class CoordinatorService {
     this.#armTimer();
   }
 
+  /**
+   * Writes records, after every unforced record held so far, in one SQLite transaction: durable
+   * when this returns. False (and the term ended) if a newer term has begun.
+   */
+  #writeJournal(records: readonly JournalRecord[]): boolean {
+    const all = this.#unforced.length === 0 ? records : [...this.#unforced, ...records];
+    this.#unforced = [];
+    clearTimeout(this.#unforcedTimer);
+    this.#unforcedTimer = undefined;
+    const { journal, now } = this.#options;
+    if (!this.#termHolds(() => journal.append(all, now()))) return false;
+    for (const record of all) {
+      const what = record.kind === 'decided' ? `${record.decision} forced` : record.kind;
+      this.#trace({ step: 'journal', txId: record.txId, what });
+    }
+    return true;
+  }
+
+  /** Holds unforced records for the next forced write; writes them after a short wait at most. */
+  #holdUnforced(records: readonly JournalRecord[]): void {
+    if (records.length === 0) return;
+    this.#unforced.push(...records);
+    if (this.#unforced.length >= unforcedRecordsMax) {
+      this.#writeJournal([]);
+      return;
+    }
+    this.#unforcedTimer ??= setTimeout(() => {
+      this.#unforcedTimer = undefined;
+      if (!this.#fenced) this.#writeJournal([]);
+    }, unforcedRecordsWaitMs);
+  }
+
   #traceReply(reply: Extract<CoordinatorEffect, { kind: 'reply' }>['reply']): void {
     if (reply.kind === 'outcome' || reply.kind === 'in-progress') {
       const what = reply.kind === 'outcome' ? reply.outcome : 'in progress';
@@ -267,35 +346,31 @@ export class CoordinatorService {
     }
   }
 
-  #send(participant: ParticipantName, message: ParticipantMessage): void {
-    const { nats, sendTimeoutMs, now, epoch } = this.#options;
+  #send(participant: ParticipantName, message: ParticipantMessage, data: Uint8Array): void {
     const { txId } = message;
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace({ step: 'send', peer: participant, txId, what });
-    nats
-      .request(subjects.participant(participant), encodeMessage({ ...message, epoch }), {
-        timeout: sendTimeoutMs,
-      })
-      .then(
-        (reply) => this.#batcher.enqueue(() => this.#answerInput(participant, message, reply.data)),
-        (error: unknown) => {
-          const text = isNoResponders(error) ? 'no responders' : errorText(error);
-          this.#trace({ step: 'receive', peer: participant, txId, what: `no answer (${text})` });
-          this.#batcher.enqueue(() => ({
-            kind: 'send-failed',
-            now: now(),
-            txId,
-            participant,
-            error: text,
-          }));
-        },
-      );
+    this.#channel.send(participant, message, data, subjects.participant(participant));
+  }
+
+  /** A participant's reply, or a send that got none, becomes an input of the next batch. */
+  #onAnswer(answer: ParticipantAnswer): void {
+    const { participant, sent } = answer;
+    if (answer.kind === 'reply') {
+      this.#batcher.enqueue(() => this.#answerInput(participant, sent, answer.data));
+      return;
+    }
+    const { txId } = sent;
+    const { error } = answer;
+    this.#trace({ step: 'receive', peer: participant, txId, what: `no answer (${error})` });
+    const { now } = this.#options;
+    this.#batcher.enqueue(() => ({ kind: 'send-failed', now: now(), txId, participant, error }));
   }
 
   /** Turns a participant's reply into an input; a reply that breaks the protocol is a failure. */
   #answerInput(
     participant: ParticipantName,
-    sent: ParticipantMessage,
+    sent: SentMessage,
     data: Uint8Array,
   ): CoordinatorInput {
     const now = this.#options.now();

@@ -7,6 +7,7 @@
  * share a single SQLite transaction and so a single fsync (group commit). Replies leave only after
  * that transaction is durable: a YES vote is never sent before it would survive a crash.
  */
+import { performance } from 'node:perf_hooks';
 import { assert } from '../common/assert.ts';
 import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
@@ -24,6 +25,7 @@ import {
   type Payment,
 } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
+import { countCommit, serveStats, workCounters } from '../common/stats.ts';
 import {
   ParticipantMachine,
   type ParticipantConfig,
@@ -55,6 +57,19 @@ class VotedNo extends Error {
   }
 }
 
+/**
+ * A batch that only applies decisions holds them back this long at most, so that they share the
+ * SQLite transaction (and fsync) of the next batch with a PREPARE. The acknowledgement waits
+ * accordingly; it is off the client's critical path, and nothing is acknowledged before it is
+ * durable.
+ */
+const decisionHoldMs = 3;
+/**
+ * Decisions held back at most. Under load, batches carry PREPAREs anyway, and a batch of many
+ * decisions is applied at once rather than added to the next PREPARE's critical path.
+ */
+const heldDecisionsMax = 8;
+
 export class ParticipantService {
   readonly #options: ParticipantServiceOptions;
   readonly #machine: ParticipantMachine;
@@ -66,6 +81,15 @@ export class ParticipantService {
   readonly #trace: Tracer;
   /** The newest coordinator term seen; durable in the `fence` table. */
   #epoch: number;
+  /** Decisions waiting to be applied with the next PREPARE; see decisionHoldMs. */
+  #held: LocalEffect[] = [];
+  #heldTimer: NodeJS.Timeout | undefined;
+  /**
+   * The batch's SQLite transaction and a prepare's savepoint, made once: better-sqlite3 builds
+   * four wrapper functions for every `transaction()` call, which cost more than the SQL.
+   */
+  readonly #inTransaction: (local: readonly LocalEffect[], now: number) => LocalResult[];
+  readonly #inSavepoint: (txId: string, payment: Payment, now: number) => LocalVote;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
@@ -77,6 +101,15 @@ export class ParticipantService {
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
     this.#epoch = this.#barrier.epoch.get() as number;
+    this.#inTransaction = this.#db.transaction((local: readonly LocalEffect[], now: number) =>
+      local.map((effect) => this.#runStep(effect, now)),
+    );
+    const { resourceManager } = options;
+    this.#inSavepoint = this.#db.transaction((txId: string, payment: Payment, now: number) => {
+      const local = resourceManager.prepare(this.#db, txId, payment, now);
+      if (local.vote === 'no') throw new VotedNo(local);
+      return local;
+    });
   }
 
   get database(): SqliteDatabase {
@@ -95,11 +128,15 @@ export class ParticipantService {
       queue: subject,
       callback: (_error, msg) => this.#onMessage(msg),
     });
+    const { name } = this.#options.resourceManager;
+    serveStats(this.#options.nats, name, () => this.#machine.inDoubtCount);
   }
 
   async stop(): Promise<void> {
     this.#batcher.stop();
     this.#timer.stop();
+    // Held decisions are simply not acknowledged: the coordinator sends them again.
+    clearTimeout(this.#heldTimer);
     await this.#options.nats.drain();
     this.#db.close();
   }
@@ -112,6 +149,7 @@ export class ParticipantService {
     if (epoch < this.#epoch) return false;
     if (epoch > this.#epoch) {
       this.#barrier.raiseEpoch.run(epoch, epoch);
+      workCounters.sqliteCommits += 1;
       this.#epoch = epoch;
       this.#options.log.info('new-coordinator-term', { epoch });
     }
@@ -151,11 +189,8 @@ export class ParticipantService {
     this.#execute(effects);
   }
 
-  #execute(effects: readonly ParticipantEffect[]): void {
-    const local = effects.filter(
-      (effect): effect is LocalEffect =>
-        effect.kind === 'prepare-locally' || effect.kind === 'apply-decision',
-    );
+  #execute(effects: readonly ParticipantEffect[], applyHeld = false): void {
+    const local = this.#localStepsToRun(effects, applyHeld);
     const results = local.length === 0 ? [] : this.#runLocally(local);
     for (const effect of effects) {
       if (effect.kind === 'reply') {
@@ -177,30 +212,37 @@ export class ParticipantService {
     this.#armTimer();
   }
 
+  /**
+   * The local steps to run now: with a PREPARE among them (or when asked), every held decision
+   * too; otherwise none, and the decisions are held for the next PREPARE or decisionHoldMs.
+   */
+  #localStepsToRun(effects: readonly ParticipantEffect[], applyHeld: boolean): LocalEffect[] {
+    const local = effects.filter(
+      (effect): effect is LocalEffect =>
+        effect.kind === 'prepare-locally' || effect.kind === 'apply-decision',
+    );
+    const preparing = local.some((effect) => effect.kind === 'prepare-locally');
+    if (!preparing && !applyHeld && this.#held.length + local.length < heldDecisionsMax) {
+      if (local.length === 0) return [];
+      this.#held.push(...local);
+      this.#heldTimer ??= setTimeout(() => {
+        this.#heldTimer = undefined;
+        this.#execute([], true);
+      }, decisionHoldMs);
+      return [];
+    }
+    clearTimeout(this.#heldTimer);
+    this.#heldTimer = undefined;
+    const held = this.#held;
+    this.#held = [];
+    return held.length === 0 ? local : [...held, ...local];
+  }
+
   /** Runs every local step of a batch in one SQLite transaction, then passes the crash points. */
   #runLocally(local: readonly LocalEffect[]): LocalResult[] {
-    const now = this.#options.now();
-    const results = this.#db.transaction(() =>
-      local.map((effect): LocalResult => {
-        if (effect.kind === 'prepare-locally') {
-          const vote = this.#prepare(effect.txId, effect.payment, now);
-          const { requestRef, txId } = effect;
-          if (vote.vote === 'yes')
-            return { kind: 'prepared-locally', now, requestRef, txId, vote: 'yes' };
-          return {
-            kind: 'prepared-locally',
-            now,
-            requestRef,
-            txId,
-            vote: 'no',
-            reason: vote.reason,
-          };
-        }
-        this.#applyDecision(effect.txId, effect.decision, now);
-        const { requestRef, txId, decision } = effect;
-        return { kind: 'decision-applied', now, requestRef, txId, decision };
-      }),
-    )();
+    const startedAt = performance.now();
+    const results = this.#inTransaction(local, this.#options.now());
+    countCommit(startedAt);
     for (const result of results) {
       const what =
         result.kind === 'prepared-locally'
@@ -218,15 +260,24 @@ export class ParticipantService {
     return results;
   }
 
+  /** One local step, inside the batch's SQLite transaction. */
+  #runStep(effect: LocalEffect, now: number): LocalResult {
+    if (effect.kind === 'prepare-locally') {
+      const vote = this.#prepare(effect.txId, effect.payment, now);
+      const { requestRef, txId } = effect;
+      if (vote.vote === 'yes')
+        return { kind: 'prepared-locally', now, requestRef, txId, vote: 'yes' };
+      return { kind: 'prepared-locally', now, requestRef, txId, vote: 'no', reason: vote.reason };
+    }
+    this.#applyDecision(effect.txId, effect.decision, now);
+    const { requestRef, txId, decision } = effect;
+    return { kind: 'decision-applied', now, requestRef, txId, decision };
+  }
+
   #prepare(txId: string, payment: Payment, now: number): LocalVote {
-    const { resourceManager } = this.#options;
     let vote: LocalVote;
     try {
-      vote = this.#db.transaction(() => {
-        const local = resourceManager.prepare(this.#db, txId, payment, now);
-        if (local.vote === 'no') throw new VotedNo(local);
-        return local;
-      })();
+      vote = this.#inSavepoint(txId, payment, now);
     } catch (error) {
       if (!(error instanceof VotedNo)) throw error;
       vote = error.vote;

@@ -16,7 +16,10 @@ import {
   type AbortSource,
   type ParticipantName,
 } from '../../common/protocol.ts';
+import type { Transaction } from 'better-sqlite3';
+import { performance } from 'node:perf_hooks';
 import { openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
+import { countCommit, workCounters } from '../../common/stats.ts';
 import type { JournalRecord, StoredPayment } from '../core/types.ts';
 
 interface PaymentRow {
@@ -39,7 +42,7 @@ interface JournalRow {
 const paymentColumns = 'tx_id, idempotency_key, fingerprint, state, aborted_by, reason';
 
 /** Completed payments purged per purge call, so one purge never holds the write lock for long. */
-const purgeBatchMax = 1_000;
+export const purgeChunkMax = 1_000;
 
 export class SqliteJournal {
   readonly file: string;
@@ -49,6 +52,10 @@ export class SqliteJournal {
   readonly #statements;
   /** The term this process leads, once it started one; writes outside it are refused. */
   #epoch: number | undefined;
+  /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
+  readonly #appendInTransaction: Transaction<
+    (records: readonly JournalRecord[], now: number) => void
+  >;
 
   constructor(file: string, retentionMs: number) {
     this.file = file;
@@ -80,7 +87,7 @@ export class SqliteJournal {
       ),
       expired: db.prepare(
         `SELECT tx_id FROM payments WHERE completed_at IS NOT NULL AND completed_at < ?
-         ORDER BY completed_at LIMIT ${purgeBatchMax}`,
+         ORDER BY completed_at LIMIT ${purgeChunkMax}`,
       ),
       purgeRecords: db.prepare('DELETE FROM journal WHERE tx_id = ?'),
       purgePayment: db.prepare('DELETE FROM payments WHERE tx_id = ? AND completed_at IS NOT NULL'),
@@ -101,6 +108,10 @@ export class SqliteJournal {
         'SELECT seq, tx_id, kind, body, written_at FROM journal WHERE tx_id = ? ORDER BY seq',
       ),
     };
+    this.#appendInTransaction = db.transaction((records: readonly JournalRecord[], now: number) => {
+      this.checkTerm();
+      for (const record of records) this.#write(record, now);
+    });
   }
 
   /**
@@ -109,6 +120,7 @@ export class SqliteJournal {
    */
   beginTerm(holder: string, now: number): number {
     const epoch = this.#statements.newTerm.get(holder, now) as number;
+    workCounters.sqliteCommits += 1;
     this.#epoch = epoch;
     return epoch;
   }
@@ -127,12 +139,9 @@ export class SqliteJournal {
    */
   append(records: readonly JournalRecord[], now: number): void {
     if (records.length === 0) return;
-    this.#db
-      .transaction(() => {
-        this.checkTerm();
-        for (const record of records) this.#write(record, now);
-      })
-      .immediate();
+    const startedAt = performance.now();
+    this.#appendInTransaction.immediate(records, now);
+    countCommit(startedAt);
   }
 
   #write(record: JournalRecord, now: number): void {
@@ -178,13 +187,13 @@ export class SqliteJournal {
   }
 
   /**
-   * Forgets up to purgeBatchMax payments that completed before the retention period, with their
+   * Forgets up to purgeChunkMax payments that completed before the retention period, with their
    * records. A payment that is not complete is never purged, whatever its age: a participant may
    * still be waiting for its decision. Returns how many were purged.
    */
   purge(now: number): number {
     const s = this.#statements;
-    return this.#db.transaction(() => {
+    const purged = this.#db.transaction(() => {
       const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
       for (const { tx_id: txId } of rows) {
         s.purgeRecords.run(txId);
@@ -192,6 +201,9 @@ export class SqliteJournal {
       }
       return rows.length;
     })();
+    // A transaction that changed nothing syncs nothing; count only those that wrote.
+    if (purged > 0) workCounters.sqliteCommits += 1;
+    return purged;
   }
 
   findById(txId: string): StoredPayment | undefined {
