@@ -1,14 +1,31 @@
 /**
- * `npm run bench -- <benchmark> [--json] [options]`: benchmarks that print figures. Speed targets
+ * `npm run bench -- [<benchmark>] [--json] [options]`: benchmarks that print figures. Speed targets
  * are checked here, never in timed tests.
  *
+ * - `throughput [--quick] [--only <level>] [--profile]` (the default): payments per second and
+ *   latency at several loads against the messaging and storage bounds measured in the same run,
+ *   with a chart (docs/performance.md).
+ * - `throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]`: one offered rate for a
+ *   long time, sampling the services' memory and database sizes.
+ * - `chart <after.json> <before.json> <out.svg>`: one chart of two throughput results.
  * - `failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>]`: takeover time after kill -9 of the active
  *   coordinator, median and p99 (docs/failover.md).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/errors.ts';
+import { projectRoot } from '../ops/service-process.ts';
+import { renderChart } from './chart.ts';
 import { runFailover } from './failover.ts';
+import { formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
+import { soakBenchmark } from './soak.ts';
+import { runThroughput } from './throughput.ts';
+import { chartInput, formatResult } from './throughput-report.ts';
+import { writeCompareChart } from './compare-chart.ts';
+
+const benchmarks = ['throughput', 'failover', 'chart'] as const;
 
 function integer(value: string | undefined, name: string, min: number, max: number): number {
   const parsed = /^\d+$/.test(value ?? '') ? Number(value) : Number.NaN;
@@ -18,26 +35,16 @@ function integer(value: string | undefined, name: string, min: number, max: numb
   return parsed;
 }
 
-async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      kills: { type: 'string', default: '20' },
-      clients: { type: 'string', default: '4' },
-      'lease-ttl-ms': { type: 'string', default: '600' },
-    },
-    allowPositionals: true,
-  });
-  const [benchmark = 'failover'] = positionals;
-  if (benchmark !== 'failover')
-    throw new ConfigError(`unknown benchmark ${benchmark}; known: failover`);
-  const kills = integer(values.kills, 'kills', 1, 1_000);
-  const clients = integer(values.clients, 'clients', 1, 256);
-  const leaseTtlMs = integer(values['lease-ttl-ms'], 'lease-ttl-ms', 100, 60_000);
+type Values = Record<string, string | boolean | undefined>;
+
+async function failover(values: Values): Promise<void> {
+  const kills = integer(values['kills'] as string, 'kills', 1, 1_000);
+  const clients = integer(values['clients'] as string, 'clients', 1, 256);
+  const leaseTtlMs = integer(values['lease-ttl-ms'] as string, 'lease-ttl-ms', 100, 60_000);
   process.stderr.write(`failover: ${kills} kills of the active coordinator, ${clients} clients\n`);
   const result = await runFailover({ kills, clients, leaseTtlMs });
   const file = saveResult('failover', result);
-  if (values.json) {
+  if (values['json'] === true) {
     console.log(JSON.stringify(result));
   } else {
     console.log(
@@ -52,6 +59,101 @@ async function main(): Promise<void> {
     console.log(`result: ${file}`);
   }
   if (result.violations.length > 0) process.exitCode = 1;
+}
+
+async function throughput(values: Values): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const profileDirectory =
+    values['profile'] === true ? join(projectRoot, 'bench-results', `profile-${stamp}`) : undefined;
+  if (profileDirectory !== undefined) mkdirSync(profileDirectory, { recursive: true });
+  const quick = values['quick'] === true;
+  process.stderr.write(`throughput${quick ? ' (quick)' : ''}: bounds, then each level\n`);
+  const only = typeof values['only'] === 'string' ? values['only'] : undefined;
+  const result = await runThroughput({ quick, profileDirectory, only });
+  const file = saveResult('throughput', result);
+  const chart = file.replace(/\.json$/, '.svg');
+  writeFileSync(chart, renderChart(chartInput(result)));
+  if (values['json'] === true) {
+    console.log(JSON.stringify(result));
+  } else {
+    for (const line of formatResult(result)) console.log(line);
+    for (const summary of result.profiles)
+      for (const line of formatProfile(summary)) console.log(line);
+    console.log(`result: ${file}`);
+    console.log(`chart: ${chart}`);
+  }
+  if (result.violations.length > 0) process.exitCode = 1;
+}
+
+async function soak(values: Values): Promise<void> {
+  const seconds = integer(values['soak'] as string, 'soak', 10, 86_400);
+  const rate = integer(values['soak-rate'] as string, 'soak-rate', 1, 100_000);
+  process.stderr.write(`soak: ${rate} payments/s offered for ${seconds} s\n`);
+  const retention = values['soak-retention-ms'];
+  const retentionMs =
+    typeof retention === 'string'
+      ? integer(retention, 'soak-retention-ms', 100, 365 * 24 * 3_600_000)
+      : undefined;
+  const result = await soakBenchmark(seconds, rate, retentionMs);
+  const file = saveResult('soak', result);
+  if (values['json'] === true) {
+    console.log(JSON.stringify(result));
+  } else {
+    const { latency } = result.window;
+    console.log(
+      `soak: ${result.ratePerSecond}/s offered for ${result.seconds} s: ${result.window.committed} committed, ` +
+        `${result.window.aborted} aborted, ${result.window.failed} failed; p50 ${latency.p50Ms} ms, ` +
+        `p99 ${latency.p99Ms} ms, max ${latency.maxMs} ms`,
+    );
+    console.log('RSS (MB), mean of the first minute after warm-up → mean of the last minute:');
+    for (const [name, first] of Object.entries(result.rssFirstMinuteMb)) {
+      const last = result.rssLastMinuteMb[name as keyof typeof result.rssLastMinuteMb];
+      console.log(`  ${name.padEnd(12)} ${first} → ${last}`);
+    }
+    const lastSample = result.samples.at(-1);
+    if (lastSample) {
+      console.log(`in memory at the end: ${JSON.stringify(lastSample.inMemory)}`);
+      console.log(`database files at the end (MB): ${JSON.stringify(lastSample.databaseMb)}`);
+    }
+    console.log(`invariant violations: ${result.violations.length}`);
+    console.log(`result: ${file}`);
+  }
+  if (result.violations.length > 0) process.exitCode = 1;
+}
+
+function chart(files: readonly string[]): void {
+  const [after, before, out] = files;
+  if (after === undefined || before === undefined || out === undefined) {
+    throw new ConfigError('usage: chart <after.json> <before.json> <out.svg>');
+  }
+  writeCompareChart(after, before, out);
+  console.log(`chart: ${out}`);
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      soak: { type: 'string' },
+      'soak-rate': { type: 'string', default: '2000' },
+      'soak-retention-ms': { type: 'string' },
+      kills: { type: 'string', default: '20' },
+      clients: { type: 'string', default: '4' },
+      'lease-ttl-ms': { type: 'string', default: '600' },
+    },
+    allowPositionals: true,
+  });
+  const [benchmark = 'throughput'] = positionals;
+  if (!(benchmarks as readonly string[]).includes(benchmark)) {
+    throw new ConfigError(`unknown benchmark ${benchmark}; known: ${benchmarks.join(', ')}`);
+  }
+  if (benchmark === 'failover') await failover(values);
+  else if (benchmark === 'chart') chart(positionals.slice(1));
+  else if (values.soak !== undefined) await soak(values);
+  else await throughput(values);
 }
 
 main().catch((error: unknown) => {

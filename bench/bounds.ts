@@ -1,0 +1,192 @@
+/**
+ * The physical bounds of this machine, measured in the same run as the payments:
+ *
+ * - Messaging: NATS request/replies per second through the same nats-server, answered by an echo
+ *   service in three processes (a queue group) and driven by this process, the same load
+ *   generator the payments use. A payment needs 7 request/replies (docs/protocol.md), so this
+ *   rate divided by 7 is the most payments per second the messaging alone would allow.
+ * - Storage: SQLite forced commits per second, a loop of single-row write transactions with
+ *   journal_mode=WAL and synchronous=FULL (one fsync each) in a temp file on the same disk.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectNats } from '../common/nats.ts';
+import { encodeMessage } from '../common/protocol.ts';
+import { setPragmas } from '../common/sqlite.ts';
+import { ServiceProcess } from '../ops/service-process.ts';
+import { echoSubject } from './echo-service.ts';
+import { summarize, type LatencySummary } from './load.ts';
+import { cpuTimeMs } from './probes.ts';
+
+/** Request/replies one committed payment needs: 1 client, 3 PREPARE, 3 COMMIT. */
+export const requestRepliesPerPayment = 7;
+
+export const echoProcessCount = 3;
+
+export interface EchoLevel {
+  readonly concurrency: number;
+  readonly requestRepliesPerSecond: number;
+  readonly latency: LatencySummary;
+  /** CPU used during the window, in % of one core. */
+  readonly cpuPercent: Readonly<Record<string, number>>;
+}
+
+export interface MessagingBound {
+  readonly echoProcesses: number;
+  readonly payloadBytes: number;
+  readonly levels: readonly EchoLevel[];
+  /** The best rate over the levels. */
+  readonly requestRepliesPerSecond: number;
+  /** That rate divided by the request/replies one payment needs. */
+  readonly paymentsPerSecond: number;
+}
+
+export interface MessagingBoundOptions {
+  readonly natsUrls: readonly string[];
+  readonly natsPid: number;
+  readonly logDirectory: string;
+  readonly concurrencies: readonly number[];
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly progress: (line: string) => void;
+}
+
+/** A body the size of a PREPARE, so the bytes per message match the real traffic. */
+function preparedLikePayload(): Uint8Array {
+  return encodeMessage({
+    v: 1,
+    kind: 'prepare',
+    txId: '01JBENCHMARKECHOPAYLOAD000',
+    payment: {
+      payer: 'loader',
+      payee: 'acme',
+      amountMinor: 100,
+      currency: 'EUR',
+      orderId: 'load-0-123456',
+      lines: [{ sku: 'pen', quantity: 1, unitPriceMinor: 100 }],
+    },
+    epoch: 1,
+  });
+}
+
+export async function measureMessagingBound(
+  options: MessagingBoundOptions,
+): Promise<MessagingBound> {
+  const echoes = Array.from(
+    { length: echoProcessCount },
+    (_, index) =>
+      new ServiceProcess({
+        name: `echo-${index + 1}`,
+        entry: 'bench/echo-service.ts',
+        args: ['--nats', options.natsUrls.join(','), '--name', `echo-${index + 1}`],
+        logFile: join(options.logDirectory, `echo-${index + 1}.log`),
+      }),
+  );
+  const nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
+  try {
+    await Promise.all(echoes.map((echo) => echo.start()));
+    const payload = preparedLikePayload();
+    const pids: Record<string, number> = { nats: options.natsPid, loader: process.pid };
+    for (const echo of echoes) if (echo.pid !== undefined) pids[echo.spec.name] = echo.pid;
+    const levels: EchoLevel[] = [];
+    for (const concurrency of options.concurrencies) {
+      options.progress(`messaging bound: echo at concurrency ${concurrency}`);
+      const level = await echoLevel(nats, payload, concurrency, pids, options);
+      options.progress(
+        `messaging bound: ${Math.round(level.requestRepliesPerSecond)} request/replies/s ` +
+          `at concurrency ${concurrency}`,
+      );
+      levels.push(level);
+    }
+    const best = Math.max(...levels.map((level) => level.requestRepliesPerSecond));
+    return {
+      echoProcesses: echoProcessCount,
+      payloadBytes: payload.byteLength,
+      levels,
+      requestRepliesPerSecond: Math.round(best),
+      paymentsPerSecond: Math.round(best / requestRepliesPerPayment),
+    };
+  } finally {
+    await nats.drain();
+    await Promise.all(echoes.map((echo) => echo.stop()));
+  }
+}
+
+async function echoLevel(
+  nats: Awaited<ReturnType<typeof connectNats>>,
+  payload: Uint8Array,
+  concurrency: number,
+  pids: Readonly<Record<string, number>>,
+  options: MessagingBoundOptions,
+): Promise<EchoLevel> {
+  let measuring = false;
+  let stopped = false;
+  let completed = 0;
+  const latenciesMs: number[] = [];
+  const worker = async (): Promise<void> => {
+    while (!stopped) {
+      const startedAt = performance.now();
+      await nats.request(echoSubject, payload, { timeout: 5_000 });
+      if (measuring) {
+        completed += 1;
+        latenciesMs.push(performance.now() - startedAt);
+      }
+    }
+  };
+  const workers = Promise.all(Array.from({ length: concurrency }, worker));
+  await sleep(options.warmupMs);
+  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuTimeMs(p)]));
+  const startedAt = performance.now();
+  measuring = true;
+  await sleep(options.measureMs);
+  measuring = false;
+  const elapsedMs = performance.now() - startedAt;
+  const cpuPercent = Object.fromEntries(
+    Object.entries(pids).map(([key, pid]) => [
+      key,
+      Math.round(((cpuTimeMs(pid) - (cpuBefore[key] ?? 0)) / elapsedMs) * 100),
+    ]),
+  );
+  stopped = true;
+  await workers;
+  return {
+    concurrency,
+    requestRepliesPerSecond: completed / (elapsedMs / 1_000),
+    latency: summarize(latenciesMs),
+    cpuPercent,
+  };
+}
+
+export interface StorageBound {
+  readonly forcedCommitsPerSecond: number;
+  readonly latency: LatencySummary;
+}
+
+/** Single-row write transactions in a loop, each forced to disk; blocks this process meanwhile. */
+export function measureForcedCommits(directory: string, durationMs: number): StorageBound {
+  const db = new Database(join(directory, 'forced-commits.sqlite'));
+  try {
+    setPragmas(db);
+    db.exec('CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+    const insert = db.prepare('INSERT INTO bench (body) VALUES (?)');
+    const body = 'x'.repeat(200);
+    const commit = db.transaction(() => insert.run(body));
+    const latenciesMs: number[] = [];
+    const startedAt = performance.now();
+    let now = startedAt;
+    while (now - startedAt < durationMs) {
+      commit();
+      const after = performance.now();
+      latenciesMs.push(after - now);
+      now = after;
+    }
+    return {
+      forcedCommitsPerSecond: Math.round(latenciesMs.length / ((now - startedAt) / 1_000)),
+      latency: summarize(latenciesMs),
+    };
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Load for the throughput benchmark: closed-loop clients (each makes one payment after another)
+ * and an open loop (payments start at a fixed rate whatever the answers do).
+ *
+ * Open-loop arrivals are scheduled on a fixed timetable, and each payment's latency is measured
+ * from its scheduled time, not from when the generator got round to sending it. A stall anywhere,
+ * including in this process, then shows up in the latencies instead of silently lowering the
+ * offered rate (no coordinated omission).
+ *
+ * Both loops run a warm-up, then a measured window. A payment counts in the window when it
+ * completes inside it (closed loop) or is scheduled inside it (open loop); `onWindow` is called at
+ * the window's start and end, so the caller can read its counters at the same moments.
+ */
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ContinuumClient } from '../client/index.ts';
+import type { Payment } from '../common/protocol.ts';
+import { percentile } from './report.ts';
+
+export interface LatencySummary {
+  readonly count: number;
+  readonly meanMs: number;
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+export function summarize(latenciesMs: readonly number[]): LatencySummary {
+  const sorted = Float64Array.from(latenciesMs).sort();
+  const list = Array.from(sorted);
+  const round = (ms: number): number => Math.round(ms * 100) / 100;
+  const sum = list.reduce((total, ms) => total + ms, 0);
+  return {
+    count: list.length,
+    meanMs: round(list.length === 0 ? Number.NaN : sum / list.length),
+    p50Ms: round(percentile(list, 0.5)),
+    p95Ms: round(percentile(list, 0.95)),
+    p99Ms: round(percentile(list, 0.99)),
+    maxMs: round(list.at(-1) ?? Number.NaN),
+  };
+}
+
+export interface WindowResult {
+  /** Length of the measured window, in seconds. */
+  readonly seconds: number;
+  readonly committed: number;
+  readonly aborted: number;
+  /** Payments that ended without an outcome (an error or the client's deadline). */
+  readonly failed: number;
+  /** Latency of every payment counted in the window, whatever its outcome. */
+  readonly latency: LatencySummary;
+  /** Open loop only: arrivals the generator could not start because too many were in flight. */
+  readonly dropped: number;
+}
+
+export interface LoopOptions {
+  readonly client: ContinuumClient;
+  readonly nextPayment: () => Payment;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Called at the window's start and end; the window is timed after the start call returns. */
+  readonly onWindow: (edge: 'start' | 'end') => Promise<void>;
+}
+
+interface Tally {
+  committed: number;
+  aborted: number;
+  failed: number;
+  readonly latenciesMs: number[];
+}
+
+const paymentOptions = { attemptTimeoutMs: 5_000, deadlineMs: 60_000 } as const;
+
+async function pay(client: ContinuumClient, payment: Payment): Promise<'committed' | 'aborted'> {
+  const outcome = await client.makePayment(payment, paymentOptions);
+  return outcome.outcome;
+}
+
+function record(tally: Tally, result: 'committed' | 'aborted' | 'failed', ms: number): void {
+  tally[result] += 1;
+  tally.latenciesMs.push(ms);
+}
+
+function windowResult(tally: Tally, seconds: number, dropped: number): WindowResult {
+  const { committed, aborted, failed } = tally;
+  return { seconds, committed, aborted, failed, latency: summarize(tally.latenciesMs), dropped };
+}
+
+/** `concurrency` clients, each paying one order after another, until the window ends. */
+export async function closedLoop(
+  options: LoopOptions & { readonly concurrency: number },
+): Promise<WindowResult> {
+  const { client, nextPayment } = options;
+  const tally: Tally = { committed: 0, aborted: 0, failed: 0, latenciesMs: [] };
+  let measuring = false;
+  let stopped = false;
+  const worker = async (): Promise<void> => {
+    while (!stopped) {
+      const startedAt = performance.now();
+      let result: 'committed' | 'aborted' | 'failed';
+      try {
+        result = await pay(client, nextPayment());
+      } catch {
+        result = 'failed';
+      }
+      if (measuring) record(tally, result, performance.now() - startedAt);
+    }
+  };
+  const workers = Promise.all(Array.from({ length: options.concurrency }, worker));
+  await sleep(options.warmupMs);
+  await options.onWindow('start');
+  const windowStart = performance.now();
+  measuring = true;
+  await sleep(options.measureMs);
+  measuring = false;
+  const seconds = (performance.now() - windowStart) / 1_000;
+  await options.onWindow('end');
+  stopped = true;
+  await workers;
+  return windowResult(tally, seconds, 0);
+}
+
+/** In-flight payments the open loop allows before it counts new arrivals as dropped. */
+export const openLoopInFlightMax = 20_000;
+
+/**
+ * Payments started at `ratePerSecond` on a fixed timetable. Each payment scheduled inside the
+ * window counts, with its latency from its scheduled time; the loop waits for all of them.
+ */
+export async function openLoop(
+  options: LoopOptions & { readonly ratePerSecond: number },
+): Promise<WindowResult> {
+  const { client, nextPayment, warmupMs, measureMs } = options;
+  const intervalMs = 1_000 / options.ratePerSecond;
+  const tally: Tally = { committed: 0, aborted: 0, failed: 0, latenciesMs: [] };
+  const inFlight = new Set<Promise<void>>();
+  let dropped = 0;
+  let windowStart = Number.POSITIVE_INFINITY;
+  let windowEnd = Number.POSITIVE_INFINITY;
+  const launch = (scheduledAt: number): void => {
+    const counted = scheduledAt >= windowStart && scheduledAt < windowEnd;
+    if (inFlight.size >= openLoopInFlightMax) {
+      if (counted) dropped += 1;
+      return;
+    }
+    const done = pay(client, nextPayment()).then(
+      (result) => (counted ? record(tally, result, performance.now() - scheduledAt) : undefined),
+      () => (counted ? record(tally, 'failed', performance.now() - scheduledAt) : undefined),
+    );
+    const tracked = done.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+  const startedAt = performance.now();
+  let nextAt = startedAt;
+  let stopAt = Number.POSITIVE_INFINITY;
+  const scheduler = (async (): Promise<void> => {
+    while (nextAt < stopAt) {
+      const now = performance.now();
+      while (nextAt <= now && nextAt < stopAt) {
+        launch(nextAt);
+        nextAt += intervalMs;
+      }
+      await sleep(Math.max(0, Math.min(nextAt, stopAt) - performance.now()));
+    }
+  })();
+  await sleep(warmupMs);
+  await options.onWindow('start');
+  windowStart = performance.now();
+  windowEnd = windowStart + measureMs;
+  stopAt = windowEnd;
+  await scheduler;
+  await Promise.all(inFlight);
+  await options.onWindow('end');
+  return windowResult(tally, measureMs / 1_000, dropped);
+}

@@ -1,0 +1,196 @@
+/**
+ * The throughput benchmark's figures as text, the targets of issue 8 judged against them, and the
+ * chart's input. Targets are printed, never asserted: the benchmark reports, it does not fail on
+ * speed (STYLE.md).
+ */
+import type { ChartInput, ChartSeries } from './chart.ts';
+import {
+  levelName,
+  processNames,
+  type LevelResult,
+  type LevelSpec,
+  type ThroughputResult,
+} from './throughput.ts';
+
+export interface TargetCheck {
+  readonly target: string;
+  readonly measured: string;
+  readonly met: boolean;
+}
+
+function find(result: ThroughputResult, spec: LevelSpec): LevelResult | undefined {
+  return result.levels.find((level) => level.name === levelName(spec));
+}
+
+const thousands = (value: number): string => Math.round(value).toLocaleString('en-US');
+
+/** Peak committed payments per second over the closed-loop levels that all commit. */
+export function peakCommitted(result: ThroughputResult): number {
+  const closed = result.levels.filter((l) => l.loop === 'closed' && l.variant === 'all-commit');
+  return Math.max(0, ...closed.map((level) => level.committedPerSecond));
+}
+
+export function boundRatio(result: ThroughputResult): number {
+  const bound = result.bounds.messaging.paymentsPerSecond;
+  return bound > 0 ? Math.round((peakCommitted(result) / bound) * 100) / 100 : Number.NaN;
+}
+
+export function checkTargets(result: ThroughputResult): TargetCheck[] {
+  const c64 = find(result, { loop: 'closed', variant: 'all-commit', load: 64 });
+  const c1 = find(result, { loop: 'closed', variant: 'all-commit', load: 1 });
+  const open = find(result, { loop: 'open', variant: 'all-commit', load: 1_000 });
+  const ratio = boundRatio(result);
+  const checks: TargetCheck[] = [];
+  if (c64) {
+    const rate = c64.committedPerSecond;
+    checks.push({
+      target: '≥ 2,500 committed/s at c=64',
+      measured: `${thousands(rate)}/s`,
+      met: rate >= 2_500,
+    });
+    const p99 = c64.window.latency.p99Ms;
+    checks.push({ target: 'p99 ≤ 60 ms at c=64', measured: `${p99} ms`, met: p99 <= 60 });
+  }
+  if (open) {
+    const p99 = open.window.latency.p99Ms;
+    checks.push({
+      target: 'open loop 1,000/s: p99 ≤ 10 ms',
+      measured: `${p99} ms`,
+      met: p99 <= 10,
+    });
+  }
+  if (c1) {
+    const p50 = c1.window.latency.p50Ms;
+    checks.push({ target: 'one client: p50 ≤ 2 ms', measured: `${p50} ms`, met: p50 <= 2 });
+  }
+  checks.push({
+    target: 'ratio to the messaging bound ≥ 0.6',
+    measured: `${ratio} (peak ${thousands(peakCommitted(result))}/s ÷ ${thousands(result.bounds.messaging.paymentsPerSecond)}/s)`,
+    met: ratio >= 0.6,
+  });
+  return checks;
+}
+
+function pad(text: string | number, width: number): string {
+  return String(text).padStart(width);
+}
+
+/** Mean write-transaction time: the coordinator's, then the slowest participant's. */
+function transactionMs(level: LevelResult): string {
+  const { coordinator, bank, vendor, customer } = level.commitMs;
+  return `${coordinator.toFixed(2)}/${Math.max(bank, vendor, customer).toFixed(2)}`;
+}
+
+function levelRow(level: LevelResult): string {
+  const { latency } = level.window;
+  const cpu = processNames.map((name) => pad(level.cpu[name].percent, 6)).join('');
+  return [
+    level.name.padEnd(27),
+    pad(thousands(level.committedPerSecond), 8),
+    pad(latency.p50Ms.toFixed(1), 7),
+    pad(latency.p95Ms.toFixed(1), 7),
+    pad(latency.p99Ms.toFixed(1), 7),
+    pad(latency.maxMs.toFixed(0), 6),
+    pad(level.cpuMsPerPayment.toFixed(2), 8),
+    pad(level.sqliteCommitsPerPayment.total.toFixed(2), 8),
+    pad(transactionMs(level), 11),
+    pad(level.natsPerPayment.inMsgs.toFixed(1), 7),
+    pad(level.natsPerPayment.outMsgs.toFixed(1), 6),
+    cpu,
+  ].join('');
+}
+
+export function formatResult(result: ThroughputResult): string[] {
+  const { machine, bounds } = result;
+  const messaging = bounds.messaging;
+  const storage = bounds.storage;
+  const header =
+    'level'.padEnd(27) +
+    [
+      'commit/s',
+      'p50',
+      'p95',
+      'p99',
+      'max',
+      'cpu/pay',
+      'sql/pay',
+      'txn ms c/p',
+      'in/pay',
+      'out',
+      ...processNames.map((n) => n.slice(0, 5)),
+    ]
+      .map((h, i) => pad(h, [8, 7, 7, 7, 6, 8, 8, 11, 7, 6][i] ?? 6))
+      .join('');
+  return [
+    `Continuum throughput: commit ${machine.commit}, ${machine.cores} cores (${machine.cpuModel}), ` +
+      `load ${machine.loadAverage1m} at the start, ${result.loadAverageEnd} at the end`,
+    `one nats-server node ${machine.natsServer} on loopback; durability on (WAL, synchronous=FULL); ` +
+      `warm-up ${Number(result.settings['warmupMs']) / 1_000} s, ${Number(result.settings['measureMs']) / 1_000} s per level`,
+    '',
+    `messaging bound: ${thousands(messaging.requestRepliesPerSecond)} request/replies/s ` +
+      `(${messaging.echoProcesses} echo processes, ${messaging.payloadBytes}-byte messages, best of ` +
+      `concurrency ${messaging.levels.map((l) => l.concurrency).join(', ')}) = ` +
+      `${thousands(messaging.paymentsPerSecond)} payments/s at 7 request/replies each`,
+    `storage bound: ${thousands(storage.forcedCommitsPerSecond)} forced commits/s (single-row ` +
+      `transactions, WAL, synchronous=FULL; p50 ${storage.latency.p50Ms} ms, p99 ${storage.latency.p99Ms} ms)`,
+    '',
+    'latency in ms; cpu/pay: CPU ms per payment, all processes; sql/pay: SQLite commits (fsyncs) per',
+    'payment, all services; txn ms c/p: mean write transaction (fsync included) at the coordinator /',
+    'the slowest participant; in/out: NATS messages per payment at the server; CPU % of one core',
+    header,
+    ...result.levels.map(levelRow),
+    '',
+    'targets (issue 8):',
+    ...checkTargets(result).map(
+      (check) =>
+        `  ${check.target.padEnd(38)} ${check.measured.padEnd(38)} ${check.met ? 'met' : 'NOT met'}`,
+    ),
+    `invariant violations: ${result.violations.length}`,
+    ...result.violations.map((violation) => `  ${violation}`),
+  ];
+}
+
+export function chartInput(result: ThroughputResult): ChartInput {
+  const series = (variant: LevelSpec['variant'], label: string, color: string): ChartSeries => ({
+    label,
+    color,
+    points: result.levels
+      .filter((level) => level.loop === 'closed' && level.variant === variant)
+      .map((level) => ({
+        concurrency: level.load,
+        committedPerSecond: level.committedPerSecond,
+        p50Ms: level.window.latency.p50Ms,
+        p99Ms: level.window.latency.p99Ms,
+      })),
+  });
+  const open = result.levels.filter((level) => level.loop === 'open');
+  const { machine, bounds } = result;
+  return {
+    title: 'Continuum: payments on one 2-core machine, every vote and decision fsynced',
+    subtitle:
+      `commit ${machine.commit}, ${machine.cores} × ${machine.cpuModel}, one nats-server, ` +
+      `closed loop, ${Number(result.settings['measureMs']) / 1_000} s per level, load ${machine.loadAverage1m} at start`,
+    series: [
+      series('all-commit', 'all commit', '#1f6fb4'),
+      series('no-10pct', '10 % NO votes', '#e07b00'),
+    ],
+    boundPerSecond: bounds.messaging.paymentsPerSecond,
+    targetPerSecond: { concurrency: 64, value: 2_500 },
+    targetP99Ms: { concurrency: 64, value: 60 },
+    targetP50Ms: { concurrency: 1, value: 2 },
+    notes: [
+      'Open loop, latency from each payment’s scheduled arrival (no coordinated omission):',
+      ...open.map(
+        (l) =>
+          `    ${thousands(l.load)}/s offered: ${thousands(l.committedPerSecond)}/s committed, ` +
+          `p50 ${l.window.latency.p50Ms} ms, p99 ${l.window.latency.p99Ms} ms, ` +
+          `max ${l.window.latency.maxMs} ms`,
+      ),
+      `Bounds in the same run: ${thousands(bounds.messaging.requestRepliesPerSecond)} NATS ` +
+        `request/replies/s (echo in 3 processes) ÷ 7 = ` +
+        `${thousands(bounds.messaging.paymentsPerSecond)} payments/s; ` +
+        `${thousands(bounds.storage.forcedCommitsPerSecond)} SQLite forced commits/s (WAL, FULL).`,
+      `Ratio of peak payments/s to the messaging bound: ${boundRatio(result)}.`,
+    ],
+  };
+}

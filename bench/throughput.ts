@@ -1,0 +1,439 @@
+/**
+ * Throughput and latency of payments on the real stack, measured against the bounds of the same
+ * machine in the same run (`npm run bench -- throughput [--json] [--quick] [--profile]`).
+ *
+ * One nats-server (a single node, started with its monitoring port), the coordinator and the three
+ * participants, each its own process with durability on (WAL, synchronous=FULL), in a temp
+ * directory; this process is the load generator. First the bounds (bench/bounds.ts), then each
+ * level for a fixed time after a warm-up: closed loops at concurrency 1, 16, 64 and 256, all
+ * committing and with 10 % NO votes, and open loops at fixed offered rates. For each level:
+ * committed payments per second, latency percentiles, CPU per process (/proc), SQLite commits per
+ * payment (the services' own counters: each commit is one fsync), NATS messages per payment
+ * (/varz). At the end every invariant is checked across the four databases, so a run that lost or
+ * half-applied a payment fails however fast it was.
+ */
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ContinuumClient } from '../client/index.ts';
+import { connectNats, type NatsConnection } from '../common/nats.ts';
+import type { Payment } from '../common/protocol.ts';
+import type { ServiceStats } from '../common/stats.ts';
+import { openDatabase } from '../common/sqlite.ts';
+import { checkInvariants, moneyBaseline, waitUntilSettled } from '../ops/checker.ts';
+import { projectRoot } from '../ops/service-process.ts';
+import { databaseFiles, startStack, type ServiceName, type Stack } from '../ops/stack.ts';
+import {
+  measureForcedCommits,
+  measureMessagingBound,
+  type MessagingBound,
+  type StorageBound,
+} from './bounds.ts';
+import { closedLoop, openLoop, type WindowResult } from './load.ts';
+import { machineInfo, type MachineInfo } from './machine.ts';
+import { OrdersExhaustedError, OrderSupply, seedParties } from './orders.ts';
+import { cpuTimeMs, natsCounts, serviceStats, type NatsCounts } from './probes.ts';
+import { summarizeProfiles, type ProfileSummary } from './profile.ts';
+import { progress } from './report.ts';
+
+export const serviceNames: readonly ServiceName[] = ['coordinator', 'bank', 'vendor', 'customer'];
+export type ProcessName = 'nats' | ServiceName | 'loader';
+export const processNames: readonly ProcessName[] = ['nats', ...serviceNames, 'loader'];
+
+export type Variant = 'all-commit' | 'no-10pct';
+
+export interface LevelSpec {
+  readonly loop: 'closed' | 'open';
+  readonly variant: Variant;
+  /** Clients (closed loop) or offered payments per second (open loop). */
+  readonly load: number;
+}
+
+export interface LevelResult extends LevelSpec {
+  readonly name: string;
+  readonly window: WindowResult;
+  readonly committedPerSecond: number;
+  /** CPU during the window, per process: % of one core, and ms per payment. */
+  readonly cpu: Readonly<Record<ProcessName, { percent: number; msPerPayment: number }>>;
+  readonly cpuMsPerPayment: number;
+  /** SQLite write transactions (each one fsync) per payment, per service and in total. */
+  readonly sqliteCommitsPerPayment: Readonly<Record<ServiceName | 'total', number>>;
+  /** Mean inputs per batch (so per SQLite transaction at most), per service. */
+  readonly inputsPerBatch: Readonly<Record<ServiceName, number>>;
+  /**
+   * Mean wall time of one write transaction (statements plus fsync), per service, in ms: how
+   * fast the disk was during this level, which the bounds measured only before the levels.
+   */
+  readonly commitMs: Readonly<Record<ServiceName, number>>;
+  readonly natsPerPayment: {
+    readonly inMsgs: number;
+    readonly outMsgs: number;
+    readonly bytes: number;
+  };
+}
+
+export interface ThroughputOptions {
+  readonly quick: boolean;
+  /** Run only the levels whose name contains this text (e.g. `c=64 all`); all when undefined. */
+  readonly only: string | undefined;
+  /** Write a CPU profile of every service into this directory (bench/cpu-profile-hook.ts). */
+  readonly profileDirectory: string | undefined;
+}
+
+export interface ThroughputResult {
+  readonly machine: MachineInfo;
+  readonly settings: Readonly<Record<string, string | number | boolean>>;
+  readonly bounds: { readonly messaging: MessagingBound; readonly storage: StorageBound };
+  readonly levels: readonly LevelResult[];
+  readonly violations: readonly string[];
+  readonly loadAverageEnd: number;
+  /** CPU profiles of the services, when the run was profiled. */
+  readonly profiles: readonly ProfileSummary[];
+}
+
+export const closedConcurrencies = [1, 16, 64, 256] as const;
+export const openRates = [250, 500, 1_000] as const;
+
+export function levelSpecs(): LevelSpec[] {
+  return [
+    ...closedConcurrencies.map((load): LevelSpec => ({
+      loop: 'closed',
+      variant: 'all-commit',
+      load,
+    })),
+    ...closedConcurrencies.map((load): LevelSpec => ({
+      loop: 'closed',
+      variant: 'no-10pct',
+      load,
+    })),
+    ...openRates.map((load): LevelSpec => ({ loop: 'open', variant: 'all-commit', load })),
+  ];
+}
+
+export function levelName(spec: LevelSpec): string {
+  const load = spec.loop === 'closed' ? `c=${spec.load}` : `${spec.load}/s`;
+  return `${spec.loop} ${load} ${spec.variant}`;
+}
+
+/** Payments per second no level is expected to exceed; orders are made for this many. */
+const closedRateCeiling = 8_000;
+
+export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
+  const timing = options.quick
+    ? { warmupMs: 1_000, measureMs: 3_000, echoWarmupMs: 500, echoMs: 2_000, sqliteMs: 1_000 }
+    : { warmupMs: 3_000, measureMs: 10_000, echoWarmupMs: 1_000, echoMs: 5_000, sqliteMs: 3_000 };
+  const machine = machineInfo();
+  const stack = await startBenchStack(options.profileDirectory);
+  const names = new Map(serviceNames.map((name) => [pidOf(stack, name), name] as const));
+  const bench = await BenchRun.open(stack);
+  let result: Omit<ThroughputResult, 'profiles'> | undefined;
+  try {
+    progress(`stack in ${stack.root}; one nats-server at ${stack.natsUrls.join(',')}`);
+    progress(`storage bound: forced commits for ${timing.sqliteMs} ms`);
+    const storage = measureForcedCommits(stack.root, timing.sqliteMs);
+    progress(`storage bound: ${storage.forcedCommitsPerSecond} forced commits/s`);
+    const messaging = await measureMessagingBound({
+      natsUrls: stack.natsUrls,
+      natsPid: pidOf(stack, 'nats'),
+      logDirectory: stack.root,
+      concurrencies: [64, 256],
+      warmupMs: timing.echoWarmupMs,
+      measureMs: timing.echoMs,
+      progress,
+    });
+    const levels: LevelResult[] = [];
+    const specs = levelSpecs().filter(
+      (spec) => options.only === undefined || levelName(spec).includes(options.only),
+    );
+    for (const spec of specs) levels.push(await bench.level(spec, timing));
+    const violations = await bench.check();
+    result = {
+      machine,
+      settings: {
+        nats: 'one nats-server node (no cluster), loopback',
+        durability: 'journal_mode=WAL, synchronous=FULL in every service',
+        flags: 'service defaults',
+        warmupMs: timing.warmupMs,
+        measureMs: timing.measureMs,
+        quick: options.quick,
+        profiled: options.profileDirectory !== undefined,
+      },
+      bounds: { messaging, storage },
+      levels,
+      violations,
+      loadAverageEnd: machineInfo().loadAverage1m,
+    };
+  } finally {
+    await bench.close();
+    // A failed run keeps its directory: the services' logs are there.
+    await stack.stop({ remove: result !== undefined && result.violations.length === 0 });
+    if (result === undefined) progress(`run failed; logs kept in ${stack.root}`);
+  }
+  // Each service writes its profile as it exits, so they are read after the stack stopped.
+  const { profileDirectory } = options;
+  const profiles = profileDirectory === undefined ? [] : summarizeProfiles(profileDirectory, names);
+  return { ...result, profiles };
+}
+
+export async function startBenchStack(
+  profileDirectory: string | undefined,
+  coordinatorFlags: readonly string[] = [],
+): Promise<Stack> {
+  const env: Record<string, string> = { CONTINUUM_STATS: '1' };
+  if (profileDirectory !== undefined) {
+    // Node 20 refuses --cpu-prof in NODE_OPTIONS; the hook does the same through the inspector.
+    const hook = join(projectRoot, 'bench', 'cpu-profile-hook.ts');
+    env['NODE_OPTIONS'] = `--import tsx --import ${hook}`;
+    env['CONTINUUM_CPU_PROFILE_DIR'] = profileDirectory;
+  }
+  return startStack({ env, seed: seedParties, flags: { coordinator: coordinatorFlags } });
+}
+
+export function pidOf(stack: Stack, name: ProcessName): number {
+  const pid =
+    name === 'nats'
+      ? stack.nats[0]?.pid
+      : name === 'loader'
+        ? process.pid
+        : stack.services[name].pid;
+  if (pid === undefined) throw new Error(`${name} is not running`);
+  return pid;
+}
+
+interface Snapshot {
+  readonly at: number;
+  readonly cpuMs: Readonly<Record<ProcessName, number>>;
+  readonly nats: NatsCounts;
+  readonly stats: Readonly<Record<ServiceName, ServiceStats>>;
+}
+
+/** The stack under test, a client, a connection for probes and the orders to pay. */
+export class BenchRun {
+  readonly stack: Stack;
+  readonly #client: ContinuumClient;
+  readonly #probe: NatsConnection;
+  readonly #payers = { loader: new OrderSupply('loader'), broke: new OrderSupply('broke') };
+  readonly #baseline;
+
+  private constructor(stack: Stack, client: ContinuumClient, probe: NatsConnection) {
+    this.stack = stack;
+    this.#client = client;
+    this.#probe = probe;
+    this.#baseline = moneyBaseline(databaseFiles(stack).bank);
+  }
+
+  static async open(stack: Stack): Promise<BenchRun> {
+    const client = await ContinuumClient.connect({ servers: stack.natsUrls, clientId: 'bench' });
+    const probe = await connectNats({ servers: stack.natsUrls, name: 'bench-probe' });
+    return new BenchRun(stack, client, probe);
+  }
+
+  get client(): ContinuumClient {
+    return this.#client;
+  }
+
+  async close(): Promise<void> {
+    await this.#client.close();
+    await this.#probe.drain();
+  }
+
+  /** Makes sure enough orders are open for `count` payments of a variant, once all is settled. */
+  async provide(variant: Variant, count: number): Promise<void> {
+    await this.settle();
+    const vendorDb = openDatabase(this.stack.dbFile('vendor'), 'vendor');
+    try {
+      const noVotes = variant === 'no-10pct' ? Math.ceil(count / 10) : 0;
+      this.#payers.loader.ensure(vendorDb, count);
+      this.#payers.broke.ensure(vendorDb, noVotes);
+    } finally {
+      vendorDb.close();
+    }
+  }
+
+  /**
+   * Waits until no payment is in flight at the coordinator or in doubt at a participant: a level
+   * ends when its clients have their answers, but decisions and acknowledgements still follow.
+   */
+  async settle(): Promise<void> {
+    const deadline = performance.now() + 30_000;
+    while (performance.now() < deadline) {
+      const stats = await Promise.all(serviceNames.map((name) => serviceStats(this.#probe, name)));
+      if (stats.every((entry) => entry.inMemory === 0)) return;
+      await sleep(50);
+    }
+    throw new Error('payments still in flight 30 s after the load stopped');
+  }
+
+  /** The next payment of a variant: every tenth pays a `broke` order in the 10 % NO variant. */
+  paymentSource(variant: Variant): () => Payment {
+    let sent = 0;
+    return () => {
+      sent += 1;
+      const payer = variant === 'no-10pct' && sent % 10 === 0 ? 'broke' : 'loader';
+      return this.#payers[payer].next();
+    };
+  }
+
+  async level(
+    spec: LevelSpec,
+    timing: { readonly warmupMs: number; readonly measureMs: number },
+  ): Promise<LevelResult> {
+    const name = levelName(spec);
+    const seconds = (timing.warmupMs + timing.measureMs) / 1_000;
+    const rate = spec.loop === 'closed' ? closedRateCeiling : spec.load * 1.1;
+    await this.provide(spec.variant, Math.ceil(rate * seconds));
+    progress(`${name}: warm-up ${timing.warmupMs / 1_000} s, then ${timing.measureMs / 1_000} s`);
+    const snapshots: Snapshot[] = [];
+    const supply = { exhausted: false };
+    const source = this.paymentSource(spec.variant);
+    const nextPayment = (): Payment => {
+      try {
+        return source();
+      } catch (error) {
+        if (error instanceof OrdersExhaustedError) supply.exhausted = true;
+        throw error;
+      }
+    };
+    const loop = {
+      client: this.#client,
+      nextPayment,
+      ...timing,
+      onWindow: async (edge: 'start' | 'end') => {
+        snapshots.push(await this.snapshot(edge));
+      },
+    };
+    const window =
+      spec.loop === 'closed'
+        ? await closedLoop({ ...loop, concurrency: spec.load })
+        : await openLoop({ ...loop, ratePerSecond: spec.load });
+    if (supply.exhausted)
+      throw new OrdersExhaustedError(`${name} ran out of orders; raise the ceiling`);
+    const [before, after] = snapshots;
+    if (!before || !after) throw new Error(`${name}: missing snapshots`);
+    const result = levelResult(spec, window, before, after);
+    progress(
+      `${name}: ${Math.round(result.committedPerSecond)} committed/s, ` +
+        `p50 ${window.latency.p50Ms} ms, p99 ${window.latency.p99Ms} ms`,
+    );
+    return result;
+  }
+
+  /** Counters of every process. Stats requests stay outside the /varz window on both edges. */
+  async snapshot(edge: 'start' | 'end'): Promise<Snapshot> {
+    const httpPort = this.stack.nats[0]?.httpPort ?? 0;
+    const readStats = async (): Promise<Record<ServiceName, ServiceStats>> => {
+      const all = await Promise.all(serviceNames.map((name) => serviceStats(this.#probe, name)));
+      return Object.fromEntries(serviceNames.map((name, i) => [name, all[i]])) as Record<
+        ServiceName,
+        ServiceStats
+      >;
+    };
+    const readCpu = (): Record<ProcessName, number> =>
+      Object.fromEntries(
+        processNames.map((name) => [name, cpuTimeMs(pidOf(this.stack, name))]),
+      ) as Record<ProcessName, number>;
+    if (edge === 'start') {
+      const stats = await readStats();
+      const nats = await natsCounts(httpPort);
+      return { at: performance.now(), cpuMs: readCpu(), nats, stats };
+    }
+    const at = performance.now();
+    const cpuMs = readCpu();
+    const nats = await natsCounts(httpPort);
+    return { at, cpuMs, nats, stats: await readStats() };
+  }
+
+  /**
+   * Waits for every payment to settle, then checks every invariant across the databases. With
+   * `purged`, payments the coordinator no longer knows (their retention is over) are checked
+   * for all-or-nothing at the participants only.
+   */
+  async check(purged = false): Promise<string[]> {
+    progress('checking invariants across the four databases');
+    const files = databaseFiles(this.stack);
+    const settled = await waitUntilSettled(files, 30_000);
+    const forgotten = purged ? forgottenTransactions(files) : new Set<string>();
+    return checkInvariants(files, { baseline: this.#baseline, settled, forgotten });
+  }
+}
+
+function levelResult(
+  spec: LevelSpec,
+  window: WindowResult,
+  before: Snapshot,
+  after: Snapshot,
+): LevelResult {
+  const payments = Math.max(1, window.committed + window.aborted);
+  const elapsedMs = after.at - before.at;
+  const perPayment = (value: number): number => Math.round((value / payments) * 1_000) / 1_000;
+  const cpu = Object.fromEntries(
+    processNames.map((name) => {
+      const used = after.cpuMs[name] - before.cpuMs[name];
+      return [
+        name,
+        { percent: Math.round((used / elapsedMs) * 100), msPerPayment: perPayment(used) },
+      ];
+    }),
+  ) as Record<ProcessName, { percent: number; msPerPayment: number }>;
+  const delta = (name: ServiceName, key: 'sqliteCommits' | 'sqliteMs' | 'batches' | 'inputs') =>
+    after.stats[name][key] - before.stats[name][key];
+  const commits = Object.fromEntries(
+    serviceNames.map((name) => [name, perPayment(delta(name, 'sqliteCommits'))]),
+  ) as Record<ServiceName, number>;
+  const totalCommits = serviceNames.reduce((sum, name) => sum + delta(name, 'sqliteCommits'), 0);
+  const inputsPerBatch = Object.fromEntries(
+    serviceNames.map((name) => {
+      const batches = Math.max(1, delta(name, 'batches'));
+      return [name, Math.round((delta(name, 'inputs') / batches) * 10) / 10];
+    }),
+  ) as Record<ServiceName, number>;
+  const cpuTotal = processNames.reduce(
+    (sum, name) => sum + after.cpuMs[name] - before.cpuMs[name],
+    0,
+  );
+  return {
+    ...spec,
+    name: levelName(spec),
+    window,
+    committedPerSecond: Math.round(window.committed / window.seconds),
+    cpu,
+    cpuMsPerPayment: perPayment(cpuTotal),
+    sqliteCommitsPerPayment: { ...commits, total: perPayment(totalCommits) },
+    inputsPerBatch,
+    commitMs: Object.fromEntries(
+      serviceNames.map((name) => {
+        const ms = delta(name, 'sqliteMs') / Math.max(1, delta(name, 'sqliteCommits'));
+        return [name, Math.round(ms * 100) / 100];
+      }),
+    ) as Record<ServiceName, number>,
+    natsPerPayment: {
+      inMsgs: perPayment(after.nats.inMsgs - before.nats.inMsgs),
+      outMsgs: perPayment(after.nats.outMsgs - before.nats.outMsgs),
+      bytes: Math.round(
+        (after.nats.inBytes - before.nats.inBytes + after.nats.outBytes - before.nats.outBytes) /
+          payments,
+      ),
+    },
+  };
+}
+
+/** Transactions some participant prepared that the coordinator's journal no longer holds. */
+function forgottenTransactions(files: ReturnType<typeof databaseFiles>): Set<string> {
+  const read = (file: string, sql: string): string[] => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.prepare(sql).pluck().all() as string[];
+    } finally {
+      db.close();
+    }
+  };
+  const known = new Set(read(files.coordinator, 'SELECT tx_id FROM payments'));
+  const forgotten = new Set<string>();
+  for (const name of ['bank', 'vendor', 'customer'] as const) {
+    for (const txId of read(files[name], "SELECT tx_id FROM barrier WHERE phase = 'prepare'")) {
+      if (!known.has(txId)) forgotten.add(txId);
+    }
+  }
+  return forgotten;
+}
