@@ -56,3 +56,37 @@ export function crashPoint(point: CrashPoint): void {
 export function isArmed(point: CrashPoint): boolean {
   return armedCrashPoints().has(point);
 }
+
+/**
+ * Test-only mutations (test/sim/mutations.ts, test/chaos/mutations.ts): deliberate bugs that a
+ * chaos run switches on with `CONTINUUM_TEST_MUTATIONS=<name>[,<name>…]` to show that its checker
+ * catches them. Unset in production; an unknown name stops the process at start-up.
+ */
+export const testMutationNames = [
+  'send-decision-before-forcing',
+  'skip-fingerprint-check',
+  'reply-yes-before-durable',
+  'prepare-after-abort-is-new',
+  'ignore-epoch',
+] as const;
+
+let mutations: ReadonlySet<string> | undefined;
+
+/** Reads CONTINUUM_TEST_MUTATIONS; call at start-up so that a typo fails there. */
+export function armedMutations(): ReadonlySet<string> {
+  if (mutations) return mutations;
+  const value = process.env['CONTINUUM_TEST_MUTATIONS'] ?? '';
+  const names = value
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  for (const name of names) {
+    if (!(testMutationNames as readonly string[]).includes(name)) {
+      throw new ConfigError(
+        `CONTINUUM_TEST_MUTATIONS: unknown mutation ${name}; known: ${testMutationNames.join(', ')}`,
+      );
+    }
+  }
+  mutations = new Set(names);
+  return mutations;
+}

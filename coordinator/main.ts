@@ -5,7 +5,7 @@
  */
 import { monotonicFactory } from 'ulid';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
-import { armedCrashPoints } from '../common/crash.ts';
+import { armedCrashPoints, armedMutations } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
 import { announceReady, createLogger, errorText, type Logger } from '../common/log.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
@@ -33,6 +33,7 @@ const flags = {
 
 async function main(): Promise<void> {
   armedCrashPoints();
+  const mutations = armedMutations();
   const values = parseFlags(process.argv.slice(2), flags);
   const servers = natsUrlsFlag(values);
   const dbFile = requiredFlag(values, 'db');
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     decisionResendMsMax: integerFlag(values, 'decision-resend-max-ms', 10, 600_000),
     inFlightMax: integerFlag(values, 'in-flight-max', 1, 1_000_000),
     waitersPerTransactionMax: integerFlag(values, 'waiters-per-payment-max', 1, 10_000),
+    mutations,
   };
   if (machine.decisionResendMsMin > machine.decisionResendMsMax) {
     throw new ConfigError('--decision-resend-min-ms must not exceed --decision-resend-max-ms');
@@ -54,6 +56,8 @@ async function main(): Promise<void> {
   const leaseTtlMs = integerFlag(values, 'lease-ttl-ms', 100, 60_000);
   const log = createLogger('coordinator');
   const journal = new SqliteJournal(dbFile, retentionMs);
+  // Test-only mutation: see test/sim/mutations.ts
+  if (mutations.has('ignore-epoch')) journal.ignoreEpoch();
   const nats = await connectNats({ servers, name: `continuum-${instance}` });
   const lease = await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
   const newId = monotonicFactory();

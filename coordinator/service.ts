@@ -262,6 +262,18 @@ export class CoordinatorService {
   }
 
   #execute(effects: readonly CoordinatorEffect[]): void {
+    // Test-only mutation: see test/sim/mutations.ts. In the machine's order a decision's replies
+    // and messages leave (and reach NATS) before its record is written; a crash in between
+    // (coordinator-before-decision) loses a decision that others have heard.
+    const decided = effects.findIndex((e) => e.kind === 'journal' && e.record.kind === 'decided');
+    const late = decided > 0 && effects.slice(0, decided).some((e) => e.kind !== 'journal');
+    if (this.#mutated('send-decision-before-forcing') && late) {
+      this.#execute(effects.filter((effect) => effect.kind !== 'journal'));
+      void this.#options.nats.flush().then(() => {
+        this.#execute(effects.filter((effect) => effect.kind === 'journal'));
+      });
+      return;
+    }
     const records: JournalRecord[] = [];
     let forced = false;
     for (const effect of effects) {
@@ -304,6 +316,11 @@ export class CoordinatorService {
       void this.#options.nats.flush().then(() => crashPoint('coordinator-after-prepares'));
     }
     this.#armTimer();
+  }
+
+  /** Test-only mutation: see test/sim/mutations.ts */
+  #mutated(name: string): boolean {
+    return this.#options.machine.mutations?.has(name) === true;
   }
 
   /**

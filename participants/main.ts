@@ -3,7 +3,7 @@
  * --db <file>`. Opens (and migrates) its database, recovers its in-doubt transactions, and serves
  * PREPARE, COMMIT and ABORT until SIGTERM.
  */
-import { armedCrashPoints } from '../common/crash.ts';
+import { armedCrashPoints, armedMutations } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
 import { announceReady, createLogger } from '../common/log.ts';
@@ -32,6 +32,7 @@ const flags = {
 
 async function main(): Promise<void> {
   armedCrashPoints();
+  const mutations = armedMutations();
   const values = parseFlags(process.argv.slice(2), flags);
   const name = requiredFlag(values, 'name');
   if (!participantNames.includes(name as ParticipantName)) {
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
     name: resourceManager.name,
     inDoubtQueryAfterMs: integerFlag(values, 'in-doubt-query-after-ms', 10, 600_000),
     inDoubtQueryMsMax: integerFlag(values, 'in-doubt-query-max-ms', 10, 3_600_000),
+    mutations,
   };
   const statusTimeoutMs = integerFlag(values, 'status-timeout-ms', 10, 60_000);
   const log = createLogger(name);

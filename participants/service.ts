@@ -146,7 +146,8 @@ export class ParticipantService {
    * before acting on its message (one write per failover, not per message).
    */
   #admitEpoch(epoch: number): boolean {
-    if (epoch < this.#epoch) return false;
+    // Test-only mutation: see test/sim/mutations.ts
+    if (epoch < this.#epoch && !this.#mutated('ignore-epoch')) return false;
     if (epoch > this.#epoch) {
       this.#barrier.raiseEpoch.run(epoch, epoch);
       workCounters.sqliteCommits += 1;
@@ -190,6 +191,20 @@ export class ParticipantService {
   }
 
   #execute(effects: readonly ParticipantEffect[], applyHeld = false): void {
+    // Test-only mutation: see test/sim/mutations.ts. In the machine's order a YES leaves (and
+    // reaches NATS) before its prepare is written; a crash in between loses a promised vote.
+    const early = effects.some((e) => e.kind === 'reply' && e.reply.kind === 'vote');
+    const preparing = effects.some((e) => e.kind === 'prepare-locally');
+    if (this.#mutated('reply-yes-before-durable') && early && preparing && !applyHeld) {
+      const isLocal = (e: ParticipantEffect): boolean =>
+        e.kind === 'prepare-locally' || e.kind === 'apply-decision';
+      this.#execute(effects.filter((effect) => !isLocal(effect)));
+      void this.#options.nats.flush().then(() => {
+        crashPoint('participant-after-vote');
+        this.#execute(effects.filter(isLocal));
+      });
+      return;
+    }
     const local = this.#localStepsToRun(effects, applyHeld);
     const results = local.length === 0 ? [] : this.#runLocally(local);
     for (const effect of effects) {
@@ -210,6 +225,11 @@ export class ParticipantService {
     for (const result of results) followUps.push(...this.#machine.step(result));
     if (followUps.length > 0) this.#execute(followUps);
     this.#armTimer();
+  }
+
+  /** Test-only mutation: see test/sim/mutations.ts */
+  #mutated(name: string): boolean {
+    return this.#options.machine.mutations?.has(name) === true;
   }
 
   /**

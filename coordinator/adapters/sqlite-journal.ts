@@ -52,6 +52,7 @@ export class SqliteJournal {
   readonly #statements;
   /** The term this process leads, once it started one; writes outside it are refused. */
   #epoch: number | undefined;
+  #epochIgnored = false;
   /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
   readonly #appendInTransaction: Transaction<
     (records: readonly JournalRecord[], now: number) => void
@@ -125,9 +126,14 @@ export class SqliteJournal {
     return epoch;
   }
 
+  /** Test-only mutation 'ignore-epoch' (test/sim/mutations.ts): the fence is never checked. */
+  ignoreEpoch(): void {
+    this.#epochIgnored = true;
+  }
+
   /** Throws FencedError if another coordinator has started a newer term since ours began. */
   checkTerm(): void {
-    if (this.#epoch === undefined) return;
+    if (this.#epoch === undefined || this.#epochIgnored) return;
     const current = this.#statements.epoch.get() as number;
     if (current !== this.#epoch) throw new FencedError(this.#epoch, current);
   }

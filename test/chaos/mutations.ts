@@ -1,15 +1,9 @@
 /**
  * Deliberately broken builds for the chaos run, switched on per process by the environment
  * variable CONTINUUM_TEST_MUTATIONS (a comma-separated list), which the services pass into the
- * machines' `mutations` config (test/sim/mutations.ts names the same bugs for the simulator).
- *
- * The services read that variable only once the change in test/chaos/mutations.patch is applied
- * (docs/chaos.md § Mutations). Until then the variable is ignored, every "mutated" run is a clean
- * run, and the chaos mutation tests skip themselves rather than report a false failure.
+ * machines' `mutations` config (test/sim/mutations.ts names the same bugs for the simulator;
+ * common/crash.ts reads the variable and refuses an unknown name).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { projectRoot } from '../../ops/service-process.ts';
 
 export const mutationVariable = 'CONTINUUM_TEST_MUTATIONS';
 
@@ -31,17 +25,4 @@ export type ChaosMutation = (typeof chaosMutations)[number];
 
 export function isChaosMutation(name: string): name is ChaosMutation {
   return (chaosMutations as readonly string[]).includes(name);
-}
-
-/** True when both service entry points read CONTINUUM_TEST_MUTATIONS (the patch is applied). */
-export function servicesReadMutations(): boolean {
-  const reads = (entry: string): boolean => {
-    try {
-      const source = readFileSync(join(projectRoot, entry), 'utf8');
-      return source.includes('armedMutations') || source.includes(mutationVariable);
-    } catch {
-      return false;
-    }
-  };
-  return reads('coordinator/main.ts') && reads('participants/main.ts');
 }
