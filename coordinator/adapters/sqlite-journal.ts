@@ -82,10 +82,12 @@ export class SqliteJournal {
         `SELECT ${paymentColumns} FROM payments WHERE client_id = ? AND idempotency_key = ?
          AND (completed_at IS NULL OR completed_at >= ?)`,
       ),
-      releaseExpiredKey: db.prepare(
-        `DELETE FROM payments WHERE client_id = ? AND idempotency_key = ?
-         AND completed_at IS NOT NULL AND completed_at < ?`,
-      ),
+      releaseExpiredKey: db
+        .prepare(
+          `DELETE FROM payments WHERE client_id = ? AND idempotency_key = ?
+           AND completed_at IS NOT NULL AND completed_at < ? RETURNING tx_id`,
+        )
+        .pluck(),
       expired: db.prepare(
         `SELECT tx_id FROM payments WHERE completed_at IS NOT NULL AND completed_at < ?
          ORDER BY completed_at LIMIT ${purgeChunkMax}`,
@@ -154,9 +156,12 @@ export class SqliteJournal {
     const s = this.#statements;
     s.append.run(record.txId, record.kind, JSON.stringify(record), now, this.#epoch ?? 0);
     switch (record.kind) {
-      case 'begin':
-        // An expired key may be reused for a new payment: its old entry gives way first.
-        s.releaseExpiredKey.run(record.clientId, record.idempotencyKey, now - this.retentionMs);
+      case 'begin': {
+        // An expired key may be reused for a new payment: its old payment gives way first, with
+        // its records (the purge starts from `payments` and would never find them otherwise).
+        const cutoff = now - this.retentionMs;
+        const released = s.releaseExpiredKey.get(record.clientId, record.idempotencyKey, cutoff);
+        if (typeof released === 'string') s.purgeRecords.run(released);
         s.claim.run(
           record.txId,
           record.clientId,
@@ -165,6 +170,7 @@ export class SqliteJournal {
           record.createdAt,
         );
         return;
+      }
       case 'decided': {
         const state = record.decision === 'commit' ? 'committed' : 'aborted';
         const changed = s.decide.run(

@@ -328,3 +328,18 @@ test('a coordinator whose term is over can write nothing: the epoch fence', (t) 
     { kind: 'decided', epoch: 2 },
   ]);
 });
+
+test('a key reused after its retention period takes its old payment and records with it', (t) => {
+  const { journal, raw } = openFixture(t);
+  journal.append([begin(txA, 'key-a-0000000001'), committed(txA), completed(txA)], createdAt);
+  journal.append([begin(txB, 'key-b-0000000001'), committed(txB), completed(txB)], createdAt);
+  const afterRetention = createdAt + 30 + retentionMs + 1;
+  journal.append(
+    [{ ...begin(txC, 'key-a-0000000001'), createdAt: afterRetention }],
+    afterRetention,
+  );
+  const txIds = (table: 'journal' | 'payments'): unknown[] =>
+    raw.prepare(`SELECT DISTINCT tx_id FROM ${table} ORDER BY tx_id`).pluck().all();
+  t.deepEqual(txIds('payments'), [txB, txC], 'the old payment gave way to the new one');
+  t.deepEqual(txIds('journal'), [txB, txC], 'and no record of the old one is left behind');
+});
