@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { currencyCodes } from '../common/currencies.ts';
 import {
   amountMinorMax,
+  clientIdPattern,
   identifierPattern,
   idempotencyKeyPattern,
   orderLineCountMax,
@@ -133,7 +134,7 @@ export function requiredString(values: FlagValues, name: string, command: string
   return value;
 }
 
-/** A customer, vendor, order, item or client id: 1-64 of [a-z0-9._-], starting alphanumeric. */
+/** A customer, vendor, order or item id: 1-64 of [a-z0-9._-], starting alphanumeric. */
 export function identifier(text: string, what: string, command: string): string {
   if (!identifierPattern.test(text)) {
     throw new UsageError(
@@ -252,12 +253,24 @@ export const clientIdDefault = 'pay-cli';
 
 export function clientIdFlag(values: FlagValues, command: string): string {
   const text = stringValue(values, 'client-id') ?? clientIdDefault;
-  return identifier(text, '--client-id', command);
+  return clientId(text, command);
 }
 
 export function optionalClientIdFlag(values: FlagValues, command: string): string | undefined {
   const text = stringValue(values, 'client-id');
-  return text === undefined ? undefined : identifier(text, '--client-id', command);
+  return text === undefined ? undefined : clientId(text, command);
+}
+
+/** A client id is one NATS subject token (it ends the client's subjects): no dot. */
+function clientId(text: string, command: string): string {
+  if (!clientIdPattern.test(text)) {
+    throw new UsageError(
+      `--client-id must be 1-64 of a-z 0-9 _ - starting with a letter or digit, ` +
+        `not ${JSON.stringify(text)}`,
+      command,
+    );
+  }
+  return text;
 }
 
 /** A directory that exists; what must be inside it is checked by the command that reads it. */

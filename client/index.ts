@@ -14,10 +14,24 @@
  * - in progress: the coordinator is deciding. Wait its hint (jittered) and retry.
  * - overloaded: nothing was started. Back off and retry.
  * - invalid request, key mismatch, payload too large: retrying cannot help. Throw.
+ * - permission denied by the NATS server (these credentials may not speak for this client id):
+ *   retrying cannot help either. Throw NatsPermissionError at once, never wait for the deadline.
+ *
+ * The client id is not just a field: requests go to `continuum.coordinator.pay.<clientId>` and
+ * `continuum.coordinator.status.<clientId>`, replies come back on `_INBOX_<clientId>.…`, and the
+ * NATS server's permissions for the connection's user decide whether it may use them.
  */
 import { monotonicFactory } from 'ulid';
-import { connectNats, isNoResponders, type NatsConnection } from '../common/nats.ts';
 import {
+  connectNats,
+  isNoResponders,
+  permissionViolationOf,
+  type NatsConnection,
+  type NatsCredentials,
+} from '../common/nats.ts';
+import {
+  clientIdPattern,
+  clientInboxPrefix,
   decodePayReply,
   decodeStatusReply,
   encodeMessage,
@@ -28,9 +42,11 @@ import {
   type PayRequest,
   type StatusReply,
 } from '../common/protocol.ts';
+import { ValidationError } from '../common/errors.ts';
 import { IntentStore } from './intents.ts';
 
 export type { OutcomeReply, Payment, StatusReply } from '../common/protocol.ts';
+export type { NatsCredentials } from '../common/nats.ts';
 
 /** The coordinator refused the request itself (invalid, or the key reused for another payment). */
 export class PaymentRefusedError extends Error {
@@ -41,6 +57,29 @@ export class PaymentRefusedError extends Error {
     super(`${code}: ${message}`);
     this.code = code;
     this.idempotencyKey = idempotencyKey;
+  }
+}
+
+/**
+ * The NATS server refused this connection's user the subject of the request (or its reply
+ * inbox): the credentials do not allow this client id. Nothing reached the coordinator, nothing
+ * was journaled, and retrying cannot help, so it is never retried.
+ */
+export class NatsPermissionError extends Error {
+  override readonly name = 'NatsPermissionError';
+  readonly clientId: string;
+  /** `publish` or `subscription`, as the server reported it. */
+  readonly operation: string;
+  readonly subject: string;
+  constructor(clientId: string, operation: string, subject: string, cause: unknown) {
+    super(
+      `the NATS server refused ${operation} to ${subject}: these credentials may not act as ` +
+        `client ${clientId}`,
+      { cause },
+    );
+    this.clientId = clientId;
+    this.operation = operation;
+    this.subject = subject;
   }
 }
 
@@ -72,8 +111,14 @@ export type AttemptEvent =
 
 export interface ClientOptions {
   readonly servers: readonly string[];
-  /** Scopes idempotency keys: the same key from another client is another payment. */
+  /**
+   * Scopes idempotency keys: the same key from another client is another payment. One NATS
+   * subject token (`clientIdPattern`); the server's permissions must allow these credentials to
+   * act as this client (docs/operations.md).
+   */
   readonly clientId: string;
+  /** User and password, or token, for a NATS server that requires them. */
+  readonly credentials?: NatsCredentials;
   /** A SQLite file for durable intents; enables `resumePending()` after a restart. */
   readonly intentsFile?: string;
 }
@@ -109,9 +154,15 @@ export class ContinuumClient {
   }
 
   static async connect(options: ClientOptions): Promise<ContinuumClient> {
+    if (!clientIdPattern.test(options.clientId)) {
+      throw new ValidationError('clientId', `must match ${String(clientIdPattern)}`);
+    }
     const nats = await connectNats({
       servers: options.servers,
       name: `client-${options.clientId}`,
+      // Its own inbox prefix, so the server can let this client read its own replies only.
+      inboxPrefix: clientInboxPrefix(options.clientId),
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     });
     const intents = options.intentsFile ? new IntentStore(options.intentsFile) : undefined;
     return new ContinuumClient(nats, options.clientId, intents);
@@ -181,7 +232,8 @@ export class ContinuumClient {
       emit({ kind: 'sent', attempt, idempotencyKey });
       let pauseMs = backoffMs(attempt);
       try {
-        const reply = await this.#nats.request(subjects.pay, encodeMessage(request), { timeout });
+        const subject = subjects.clientPay(this.#clientId);
+        const reply = await this.#nats.request(subject, encodeMessage(request), { timeout });
         const answer = decodePayReply(reply.data);
         emit({ kind: 'answered', attempt, answer: answer.kind });
         if (answer.kind === 'outcome') return answer;
@@ -197,6 +249,7 @@ export class ContinuumClient {
         }
       } catch (error) {
         if (error instanceof PaymentRefusedError) throw error;
+        this.#throwIfForbidden(error);
         lastError = error;
         const failure = isNoResponders(error) ? 'never-delivered' : 'unknown';
         emit({ kind: 'failed', attempt, failure, detail: String(error) });
@@ -209,9 +262,14 @@ export class ContinuumClient {
   /** Asks the coordinator what became of a payment, by this client's key. */
   async status(idempotencyKey: string, timeoutMs = 2_000): Promise<StatusReply> {
     const query = { v: 1, kind: 'status', clientId: this.#clientId, idempotencyKey };
-    const reply = await this.#nats.request(subjects.status, encodeMessage(query), {
-      timeout: timeoutMs,
-    });
+    const subject = subjects.clientStatus(this.#clientId);
+    let reply;
+    try {
+      reply = await this.#nats.request(subject, encodeMessage(query), { timeout: timeoutMs });
+    } catch (error) {
+      this.#throwIfForbidden(error);
+      throw error;
+    }
     const answer = decodeStatusReply(reply.data);
     if (answer.kind === 'error') {
       throw new PaymentRefusedError(answer.code, answer.message, idempotencyKey);
@@ -221,7 +279,19 @@ export class ContinuumClient {
 
   /** Sends raw bytes to a subject: for operators' tools and tests of the boundary's validation. */
   async requestRaw(subject: string, data: Uint8Array, timeoutMs = 2_000): Promise<Uint8Array> {
-    return (await this.#nats.request(subject, data, { timeout: timeoutMs })).data;
+    try {
+      return (await this.#nats.request(subject, data, { timeout: timeoutMs })).data;
+    } catch (error) {
+      this.#throwIfForbidden(error);
+      throw error;
+    }
+  }
+
+  /** A permission violation is the server's final word on these credentials: never retried. */
+  #throwIfForbidden(error: unknown): void {
+    const violation = permissionViolationOf(error);
+    if (violation === undefined) return;
+    throw new NatsPermissionError(this.#clientId, violation.operation, violation.subject, error);
   }
 
   async close(): Promise<void> {

@@ -23,8 +23,15 @@ export const paymentTimeoutMsMax = 60_000;
 /** How long one attempt may wait for its outcome before it is told "in progress". */
 export const waitMsMax = 60_000;
 
-/** Identifiers of customers, vendors, orders, items and clients: 1-64 of [a-z0-9._-]. */
+/** Identifiers of customers, vendors, orders and items: 1-64 of [a-z0-9._-]. */
 export const identifierPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/**
+ * Client ids: 1-64 of [a-z0-9_-], starting with a letter or digit. Stricter than other identifiers
+ * because a client id is the last token of the client's NATS subjects and part of its inbox
+ * prefix: it must be exactly one NATS token, so no `.` (a token separator), no `*` or `>`
+ * (wildcards) and no whitespace. NATS permissions then name one client's subjects exactly.
+ */
+export const clientIdPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Idempotency keys: 16-64 of [A-Za-z0-9_-], so a ULID (26) and a UUID (36) both fit. */
 export const idempotencyKeyPattern = /^[A-Za-z0-9_-]{16,64}$/;
 /** Transaction ids are ULIDs: 26 characters of Crockford base 32. */
@@ -33,8 +40,35 @@ export const transactionIdPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 export const participantNames = ['bank', 'vendor', 'customer'] as const;
 export type ParticipantName = (typeof participantNames)[number];
 
+const clientPayPrefix = 'continuum.coordinator.pay.';
+const clientStatusPrefix = 'continuum.coordinator.status.';
+
+/** A client id checked before it becomes part of a subject, so it can never add a token. */
+function checkedClientId(clientId: string): string {
+  if (!clientIdPattern.test(clientId)) {
+    throw new ValidationError('clientId', `must match ${String(clientIdPattern)}`);
+  }
+  return clientId;
+}
+
+/**
+ * Subjects. A client's requests travel on subjects that end with its client id, so that NATS
+ * permissions, which allow or deny subjects, decide which client id a connection may speak for
+ * (docs/idempotency.md). The coordinator takes the client id from the subject, never from the
+ * body alone.
+ */
 export const subjects = {
-  pay: 'continuum.coordinator.pay',
+  /** Where client `clientId` sends its payments. Throws ValidationError for a bad client id. */
+  clientPay: (clientId: string): string => `${clientPayPrefix}${checkedClientId(clientId)}`,
+  /** Where client `clientId` asks about its own payments, by key or by transaction id. */
+  clientStatus: (clientId: string): string => `${clientStatusPrefix}${checkedClientId(clientId)}`,
+  /** What the coordinator subscribes to: every client's pay subject. */
+  clientPayAll: `${clientPayPrefix}*`,
+  clientStatusAll: `${clientStatusPrefix}*`,
+  /**
+   * The service status subject: any transaction by id, or any client's key. For participants in
+   * doubt and operators' tools only; clients are not allowed to publish here.
+   */
   status: 'continuum.coordinator.status',
   /** Operators' view of the transactions in flight (read-only). */
   inFlight: 'continuum.coordinator.in-flight',
@@ -42,6 +76,28 @@ export const subjects = {
   leader: 'continuum.coordinator.leader',
   participant: (name: ParticipantName): string => `continuum.participant.${name}`,
 } as const;
+
+/**
+ * The client id that a client's pay or status subject names (its last token); a ValidationError
+ * (`invalid-request`) if the subject is not such a subject or its last token is no client id.
+ */
+export function clientIdOfSubject(subject: string, kind: 'pay' | 'status'): string {
+  const prefix = kind === 'pay' ? clientPayPrefix : clientStatusPrefix;
+  const clientId = subject.startsWith(prefix) ? subject.slice(prefix.length) : '';
+  if (!clientIdPattern.test(clientId)) {
+    throw new ValidationError('subject', `${subject} must be ${prefix}<client id>`);
+  }
+  return clientId;
+}
+
+/**
+ * The inbox prefix of client `clientId`: its replies arrive on `_INBOX_<clientId>.…`, so NATS can
+ * allow it to subscribe to its own replies only (a shared `_INBOX.>` would let every client read
+ * every other client's replies).
+ */
+export function clientInboxPrefix(clientId: string): string {
+  return `_INBOX_${checkedClientId(clientId)}`;
+}
 
 export interface OrderLine {
   readonly sku: string;
@@ -290,7 +346,7 @@ export function decodePayRequest(bytes: Uint8Array): PayRequest {
   const request: PayRequest = {
     v: 1,
     kind: 'pay',
-    clientId: readString(fields, 'clientId', identifierPattern),
+    clientId: readString(fields, 'clientId', clientIdPattern),
     idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
     payment: readPayment(fields['payment']),
   };
@@ -314,7 +370,7 @@ export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
   return {
     v: 1,
     kind: 'status',
-    clientId: readString(fields, 'clientId', identifierPattern),
+    clientId: readString(fields, 'clientId', clientIdPattern),
     idempotencyKey: readString(fields, 'idempotencyKey', idempotencyKeyPattern),
   };
 }

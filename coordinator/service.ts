@@ -16,6 +16,7 @@ import { serveStats } from '../common/stats.ts';
 import { createTracer } from '../common/trace.ts';
 import type { Msg, NatsConnection, Subscription } from '../common/nats.ts';
 import {
+  clientIdOfSubject,
   decodeParticipantReply,
   decodePayRequest,
   decodeStatusRequest,
@@ -37,6 +38,7 @@ import type {
   CoordinatorEffect,
   CoordinatorInput,
   JournalRecord,
+  StatusQuery,
 } from './core/types.ts';
 
 export interface CoordinatorServiceOptions {
@@ -113,8 +115,11 @@ export class CoordinatorService {
       const callback = (_error: unknown, msg: Msg): void => handle(msg);
       this.#subscriptions.push(nats.subscribe(subject, { queue: 'coordinator', callback }));
     };
-    subscribe(subjects.pay, (msg) => this.#onPay(msg));
-    subscribe(subjects.status, (msg) => this.#onStatus(msg));
+    // Clients speak on subjects that end with their client id; NATS permissions decide who may
+    // publish where, so the subject is the client's authenticated identity (docs/idempotency.md).
+    subscribe(subjects.clientPayAll, (msg) => this.#onPay(msg));
+    subscribe(subjects.clientStatusAll, (msg) => this.#onStatus(msg, 'client'));
+    subscribe(subjects.status, (msg) => this.#onStatus(msg, 'service'));
     subscribe(subjects.inFlight, (msg) => {
       msg.respond(encodeMessage(this.#machine.inspect(now())));
     });
@@ -198,7 +203,9 @@ export class CoordinatorService {
 
   #onPay(msg: Msg): void {
     try {
+      const clientId = clientIdOfSubject(msg.subject, 'pay');
       const request = decodePayRequest(msg.data);
+      checkClientId(request.clientId, clientId);
       const { idempotencyKey } = request;
       this.#trace({ step: 'receive', peer: 'client', idempotencyKey, what: 'pay' });
       const requestRef = this.#pending.register(msg);
@@ -216,9 +223,19 @@ export class CoordinatorService {
     }
   }
 
-  #onStatus(msg: Msg): void {
+  /**
+   * A status question on the service subject (any transaction, any client's key) or on a
+   * client's own subject (only that client's key and transactions).
+   */
+  #onStatus(msg: Msg, asker: 'service' | 'client'): void {
     try {
-      const query = decodeStatusRequest(msg.data);
+      const clientId = asker === 'client' ? clientIdOfSubject(msg.subject, 'status') : undefined;
+      const decoded = decodeStatusRequest(msg.data);
+      let query: StatusQuery = decoded;
+      if (clientId !== undefined) {
+        if ('txId' in decoded) query = { txId: decoded.txId, clientId };
+        else checkClientId(decoded.clientId, clientId);
+      }
       const requestRef = this.#pending.register(msg);
       const { journal, now } = this.#options;
       this.#batcher.enqueue(() => ({
@@ -420,6 +437,19 @@ export class CoordinatorService {
   /** Keeps one timer, set for the machine's next deadline. */
   #armTimer(): void {
     this.#timer.arm(this.#machine.nextDeadline());
+  }
+}
+
+/**
+ * The body names its client too (the journal and the fingerprint's scope use it); it must be the
+ * client the subject names, or one client could act under another's id.
+ */
+function checkClientId(claimed: string, subjectClientId: string): void {
+  if (claimed !== subjectClientId) {
+    throw new ValidationError(
+      'clientId',
+      `${claimed} is not the client of this subject (${subjectClientId})`,
+    );
   }
 }
 

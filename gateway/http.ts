@@ -4,10 +4,17 @@
  * subjects — the same requests a NATS client sends, scoped by the same client id — so a payment
  * started over HTTP can be resumed over NATS and the other way round.
  *
+ * Who is calling. With a tokens file (`clients`), `Authorization: Bearer <token>` decides the
+ * client id, and a `Continuum-Client-Id` header, if sent, must name the same client. Without one,
+ * the header is trusted as sent: for development only, or behind a proxy that authenticates.
+ * Either way the gateway publishes on that client's own subjects.
+ *
  * | situation                                   | status |
  * |---------------------------------------------|--------|
  * | definitive outcome (committed or aborted)   | 200, `Idempotent-Replayed: true` on a replay |
  * | no Idempotency-Key, bad key, bad body        | 400 |
+ * | no bearer token, or one the file lacks       | 401 with WWW-Authenticate |
+ * | a client id header naming another client     | 403 |
  * | key reused with a different body             | 422 |
  * | the same key still being decided             | 409 with Retry-After |
  * | body over 64 KiB                             | 413 |
@@ -15,12 +22,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { ValidationError, type ErrorCode } from '../common/errors.ts';
-import { isNoResponders, type NatsConnection } from '../common/nats.ts';
+import { isNoResponders, permissionViolationOf, type NatsConnection } from '../common/nats.ts';
 import {
+  clientIdPattern,
   decodePayReply,
   decodeStatusReply,
   encodeMessage,
-  identifierPattern,
   idempotencyKeyPattern,
   messageBytesMax,
   paymentTimeoutMsMax,
@@ -29,14 +36,20 @@ import {
   subjects,
   type PayReply,
 } from '../common/protocol.ts';
+import type { ClientTokens } from './clients.ts';
 
 export interface GatewayOptions {
   readonly nats: NatsConnection;
   /** How long one HTTP request waits for the payment's outcome before answering 409. */
   readonly waitMs: number;
+  /**
+   * API tokens and the client each acts for. Without them the client id header is trusted as
+   * sent, which is for development only (or behind a proxy that authenticates and sets it).
+   */
+  readonly clients?: ClientTokens;
 }
 
-/** The header that names the calling client. An authenticating proxy in front must set it. */
+/** The header that names the calling client; with API tokens it must agree with the token. */
 export const clientIdHeader = 'continuum-client-id';
 
 class HttpError extends Error {
@@ -82,13 +95,13 @@ async function handle(options: GatewayOptions, request: IncomingMessage): Promis
   const match = /^\/payments\/([^/]+)$/.exec(url.pathname);
   if (match?.[1] !== undefined) {
     if (request.method !== 'GET') throw new HttpError(405, 'use GET', { allow: 'GET' });
-    return status(options, clientIdOf(request), decodeURIComponent(match[1]));
+    return status(options, clientIdOf(options, request), decodeURIComponent(match[1]));
   }
   throw new HttpError(404, 'no such resource; try POST /payments or GET /payments/{key}');
 }
 
 async function pay(options: GatewayOptions, request: IncomingMessage): Promise<Answer> {
-  const clientId = clientIdOf(request);
+  const clientId = clientIdOf(options, request);
   const idempotencyKey = idempotencyKeyOf(request);
   const body = await readJson(request);
   const payment = readPayment(body['payment'] ?? body);
@@ -111,7 +124,7 @@ async function pay(options: GatewayOptions, request: IncomingMessage): Promise<A
     waitMs: options.waitMs,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
   };
-  const reply = await ask(options, subjects.pay, message, decodePayReply);
+  const reply = await ask(options, subjects.clientPay(clientId), message, decodePayReply);
   return answerOf(reply);
 }
 
@@ -153,7 +166,8 @@ async function status(
     throw new HttpError(400, `the key must match ${String(idempotencyKeyPattern)}`);
   }
   const query = { v: 1, kind: 'status', clientId, idempotencyKey };
-  const reply = await ask(options, subjects.status, query, decodeStatusReply);
+  const subject = subjects.clientStatus(clientId);
+  const reply = await ask(options, subject, query, decodeStatusReply);
   if (reply.kind === 'error') throw new HttpError(400, `${reply.code}: ${reply.message}`);
   if (reply.state === 'unknown') throw new HttpError(404, `no payment with key ${idempotencyKey}`);
   return { status: 200, body: reply };
@@ -173,6 +187,12 @@ async function ask<T>(
     return decode(reply.data);
   } catch (error) {
     if (error instanceof ValidationError) throw new HttpError(502, 'bad reply from coordinator');
+    const violation = permissionViolationOf(error);
+    if (violation !== undefined) {
+      // The gateway's own NATS user lacks a permission: a deployment error, not the caller's.
+      const { operation, subject: refused } = violation;
+      throw new HttpError(500, `the gateway's NATS user may not ${operation} to ${refused}`);
+    }
     const reason = isNoResponders(error) ? 'no coordinator is reachable' : 'no answer in time';
     throw unavailable(`${reason}; the outcome is unknown: retry with the same Idempotency-Key`);
   }
@@ -182,12 +202,34 @@ function unavailable(message: string): HttpError {
   return new HttpError(503, message, { 'retry-after': '1' });
 }
 
-function clientIdOf(request: IncomingMessage): string {
-  const value = request.headers[clientIdHeader];
-  if (typeof value !== 'string' || !identifierPattern.test(value)) {
-    throw new HttpError(400, `the ${clientIdHeader} header must name the client`);
+/** Who is calling: decided by the bearer token when the gateway has tokens, else the header. */
+function clientIdOf(options: GatewayOptions, request: IncomingMessage): string {
+  const named = request.headers[clientIdHeader];
+  if (options.clients === undefined) {
+    if (typeof named !== 'string' || !clientIdPattern.test(named)) {
+      throw new HttpError(400, `the ${clientIdHeader} header must name the client`);
+    }
+    return named;
   }
-  return value;
+  const token = /^Bearer +(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+  if (token === undefined) {
+    throw new HttpError(401, 'an Authorization: Bearer <token> header is required', {
+      'www-authenticate': 'Bearer realm="continuum"',
+    });
+  }
+  const clientId = options.clients.clientIdOf(token);
+  if (clientId === undefined) {
+    throw new HttpError(401, 'the bearer token is not valid', {
+      'www-authenticate': 'Bearer realm="continuum", error="invalid_token"',
+    });
+  }
+  if (named !== undefined && named !== clientId) {
+    throw new HttpError(
+      403,
+      `the ${clientIdHeader} header names a client this token may not act for`,
+    );
+  }
+  return clientId;
 }
 
 /** The key as the draft writes it (a quoted Structured Field string), or bare. */
@@ -228,6 +270,8 @@ function problem(status: number, detail: string): object {
 
 const statusTitles: Readonly<Record<number, string>> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   409: 'Conflict',

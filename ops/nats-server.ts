@@ -14,6 +14,7 @@ import { connect as netConnect, createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { clientInboxPrefix, subjects, type ParticipantName } from '../common/protocol.ts';
 
 export interface NatsServerOptions {
   dataDir: string;
@@ -21,6 +22,11 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** Server name; also prefixes the config, log and store paths. Defaults to "nats". */
   name?: string;
+  /**
+   * With users, the server requires every client connection to log in as one of them, and
+   * allows it only the subjects its permissions list. Without, anyone may do anything.
+   */
+  users?: readonly NatsUser[];
 }
 
 export interface NatsClusterOptions {
@@ -29,6 +35,128 @@ export interface NatsClusterOptions {
   size?: number;
   /** Enable clustered JetStream; defaults to true. */
   jetstream?: boolean;
+  /** The same users on every node; see NatsServerOptions. */
+  users?: readonly NatsUser[];
+}
+
+/** What a user may publish to and subscribe to: allow lists of subjects, wildcards allowed. */
+export interface NatsPermissions {
+  readonly publish: readonly string[];
+  readonly subscribe: readonly string[];
+  /**
+   * Lets the user publish one reply to the reply subject of each request it received, whatever
+   * that subject is (nats-server's `allow_responses`): how a service answers clients whose
+   * inboxes it may not otherwise publish to.
+   */
+  readonly allowResponses?: boolean;
+}
+
+export interface NatsUser {
+  readonly user: string;
+  /** Clear text, or a bcrypt hash (`$2a$…`), which nats-server then checks logins against. */
+  readonly password: string;
+  readonly permissions: NatsPermissions;
+}
+
+/** A users configuration that cannot be rendered into a safe server config. */
+export class NatsUsersError extends Error {
+  override readonly name = 'NatsUsersError';
+}
+
+/** The parts of Continuum, each with the NATS permissions it needs and no more. */
+export type ContinuumRole =
+  | { readonly kind: 'client'; readonly clientId: string }
+  | { readonly kind: 'coordinator' }
+  | { readonly kind: 'participant'; readonly name: ParticipantName }
+  | { readonly kind: 'gateway' }
+  | { readonly kind: 'operator' };
+
+/**
+ * The recommended permissions of each part (docs/operations.md):
+ *
+ * - a client publishes only to its own pay and status subjects and reads only its own inbox
+ *   (`_INBOX_<clientId>.>`; the client library uses that inbox prefix), so it can neither speak
+ *   for another client nor read another client's replies;
+ * - the coordinator serves every client subject and the service status subject, answers on any
+ *   reply subject (allow_responses), talks to the participants, and uses JetStream KV for its
+ *   lease;
+ * - a participant serves its own subject and asks the coordinator's service status subject;
+ * - the gateway publishes for every client (it decides the client id from an API token);
+ * - an operator's tools read the service status, in-flight, leader and stats subjects.
+ *
+ * Services read replies on `_INBOX.>`, which no client inbox matches.
+ */
+export function recommendedPermissions(role: ContinuumRole): NatsPermissions {
+  switch (role.kind) {
+    case 'client':
+      return {
+        publish: [subjects.clientPay(role.clientId), subjects.clientStatus(role.clientId)],
+        subscribe: [`${clientInboxPrefix(role.clientId)}.>`],
+      };
+    case 'coordinator':
+      return {
+        publish: ['continuum.participant.*', '$JS.API.>', '$KV.>'],
+        subscribe: ['continuum.coordinator.>', 'continuum.stats.coordinator', '_INBOX.>'],
+        allowResponses: true,
+      };
+    case 'participant':
+      return {
+        publish: [subjects.status],
+        subscribe: [subjects.participant(role.name), `continuum.stats.${role.name}`, '_INBOX.>'],
+        allowResponses: true,
+      };
+    case 'gateway':
+      return {
+        publish: [subjects.clientPayAll, subjects.clientStatusAll],
+        subscribe: ['_INBOX.>'],
+      };
+    case 'operator':
+      return {
+        publish: [subjects.status, subjects.inFlight, subjects.leader, 'continuum.stats.*'],
+        subscribe: ['_INBOX.>'],
+      };
+  }
+}
+
+/** A user with the recommended permissions of its role. */
+export function natsUser(user: string, password: string, role: ContinuumRole): NatsUser {
+  return { user, password, permissions: recommendedPermissions(role) };
+}
+
+const userNamePattern = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Printable ASCII without spaces, quotes or backslashes: safe inside a config string whatever the
+ * config parser makes of escapes, and easy to pass around in an environment variable.
+ */
+const passwordPattern = /^[\x21\x23-\x26\x28-\x5b\x5d-\x7e]{8,256}$/;
+/** A subject or wildcard: dot-separated tokens of printable characters, no whitespace. */
+const subjectPattern = /^[\x21-\x7e]+$/;
+
+function checkUsers(users: readonly NatsUser[]): void {
+  const names = new Set<string>();
+  for (const { user, password, permissions } of users) {
+    if (!userNamePattern.test(user)) {
+      throw new NatsUsersError(
+        `user ${JSON.stringify(user)} must match ${String(userNamePattern)}`,
+      );
+    }
+    if (names.has(user)) throw new NatsUsersError(`user ${user} is listed twice`);
+    names.add(user);
+    if (!passwordPattern.test(password)) {
+      throw new NatsUsersError(`the password of ${user} must be 8-256 printable characters`);
+    }
+    for (const subject of [...permissions.publish, ...permissions.subscribe]) {
+      const tokens = subject.split('.');
+      const tokensValid = tokens.every((token, index) => {
+        if (token === '') return false;
+        if (token.includes('>')) return token === '>' && index === tokens.length - 1;
+        return !token.includes('*') || token === '*';
+      });
+      if (!subjectPattern.test(subject) || !tokensValid) {
+        throw new NatsUsersError(`${user}: ${JSON.stringify(subject)} is not a subject`);
+      }
+    }
+  }
 }
 
 export interface NatsServerHandle {
@@ -307,6 +435,22 @@ interface NodeSpec {
   httpPort: number;
   jetstream: boolean;
   cluster: ClusterSpec | undefined;
+  users: readonly NatsUser[] | undefined;
+}
+
+/** The `authorization` block: clients must log in, and may use only what they are allowed. */
+function renderAuthorization(users: readonly NatsUser[]): string[] {
+  const q = (value: string): string => JSON.stringify(value);
+  const list = (subjectList: readonly string[]): string => `[${subjectList.map(q).join(', ')}]`;
+  const lines = users.map(({ user, password, permissions }) => {
+    const responses = permissions.allowResponses === true ? ', allow_responses: true' : '';
+    return (
+      `    {user: ${q(user)}, password: ${q(password)}, permissions: {` +
+      `publish: {allow: ${list(permissions.publish)}}, ` +
+      `subscribe: {allow: ${list(permissions.subscribe)}}${responses}}}`
+    );
+  });
+  return ['authorization {', '  users = [', ...lines, '  ]', '}'];
 }
 
 // JSON string literals are valid NATS config strings, which keeps paths with spaces safe.
@@ -319,6 +463,7 @@ function renderConfig(spec: NodeSpec, storeDir: string): string {
     'logtime: true',
   ];
   if (spec.jetstream) lines.push(`jetstream {`, `  store_dir: ${q(storeDir)}`, `}`);
+  if (spec.users !== undefined) lines.push(...renderAuthorization(spec.users));
   if (spec.cluster !== undefined) {
     const routes = spec.cluster.routePorts.map((p) => `    ${q(`nats-route://127.0.0.1:${p}`)}`);
     lines.push(
@@ -486,6 +631,7 @@ class NatsNode implements NatsServerHandle {
 // ---- public entry points ---------------------------------------------------------------------
 
 export async function startNatsServer(options: NatsServerOptions): Promise<NatsServerHandle> {
+  if (options.users !== undefined) checkUsers(options.users);
   const bin = findNatsServer();
   mkdirSync(options.dataDir, { recursive: true });
   const [port, httpPort] = await freePorts(2);
@@ -498,6 +644,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
       httpPort,
       jetstream: options.jetstream ?? false,
       cluster: undefined,
+      users: options.users,
     },
     bin,
     () => [],
@@ -511,6 +658,7 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
   if (!Number.isInteger(size) || size < 1) {
     throw new RangeError(`cluster size must be a positive integer, got ${size}`);
   }
+  if (options.users !== undefined) checkUsers(options.users);
   const bin = findNatsServer();
   mkdirSync(options.dataDir, { recursive: true });
   // All ports are fixed up front: every node's config must name every other node's route port.
@@ -525,6 +673,7 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
       httpPort: at(ports, i * 3 + 2),
       jetstream: options.jetstream ?? true,
       cluster: { port: at(clusterPorts, i), routePorts: clusterPorts.filter((_, j) => j !== i) },
+      users: options.users,
     };
     nodes.push(new NatsNode(spec, bin, () => nodes));
   }

@@ -4,17 +4,22 @@
  * root. Used by the demo, the integration tests and the benchmarks. Everything listens on
  * 127.0.0.1 only, on ports chosen by the OS.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { participantNames, type ParticipantName } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
 import type { DatabaseFiles } from './checker.ts';
+import type { NatsCredentials } from '../common/nats.ts';
 import {
+  natsUser,
   startNatsCluster,
   startNatsServer,
+  type ContinuumRole,
   type NatsClusterHandle,
   type NatsServerHandle,
+  type NatsUser,
 } from './nats-server.ts';
 import { ServiceProcess } from './service-process.ts';
 
@@ -36,8 +41,16 @@ export interface StackOptions {
   readonly standbys?: number;
   /** Also start the HTTP gateway on a free loopback port. */
   readonly gateway?: boolean;
+  /** Extra flags for the gateway, e.g. `['--clients', file]`. */
+  readonly gatewayFlags?: readonly string[];
   /** Extra flags per service, e.g. shorter timeouts for tests. */
   readonly flags?: Partial<Readonly<Record<ServiceName, readonly string[]>>>;
+  /**
+   * With it, NATS requires users: these (typically clients, made with `natsUser`), plus one user
+   * per service with its recommended permissions, handed to the service in its environment, and
+   * an operator user (`Stack.operatorCredentials`).
+   */
+  readonly natsUsers?: readonly NatsUser[];
 }
 
 export interface Stack {
@@ -50,6 +63,8 @@ export interface Stack {
   /** The HTTP gateway's base URL, when it was started. */
   readonly gatewayUrl: string | undefined;
   readonly gateway: ServiceProcess | undefined;
+  /** With `natsUsers`: how operators' tools and tests log in to read the service subjects. */
+  readonly operatorCredentials: NatsCredentials | undefined;
   /** The SQLite file of a service. */
   dbFile(name: ServiceName): string;
   stop(options?: { remove?: boolean }): Promise<void>;
@@ -59,9 +74,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const root = options.root ?? mkdtempSync(join(tmpdir(), 'continuum-'));
   const natsDir = join(root, 'nats');
   mkdirSync(natsDir, { recursive: true });
+  const logins = options.natsUsers === undefined ? undefined : serviceLogins();
+  const users =
+    logins === undefined ? undefined : [...(options.natsUsers ?? []), ...Object.values(logins)];
   const cluster: NatsClusterHandle = options.cluster
-    ? await startNatsCluster({ dataDir: natsDir })
-    : await singleNodeCluster(natsDir);
+    ? await startNatsCluster({ dataDir: natsDir, ...(users === undefined ? {} : { users }) })
+    : await singleNodeCluster(natsDir, users);
   const nats = cluster.nodes;
   const natsUrls = nats.map((node) => node.url);
   const dbFile = (name: ServiceName): string => join(root, name, `${name}.sqlite`);
@@ -70,10 +88,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   if (options.seed) seedDatabases(dbFile, options.seed);
   const env = options.env ?? {};
+  const envOf = (name: ServiceName | 'gateway'): Readonly<Record<string, string>> =>
+    logins === undefined ? env : { ...env, ...loginEnvironment(logins[name]) };
   const standbys = options.standbys ?? 0;
   if (standbys > 0 && !options.cluster) throw new Error('standbys need cluster: true (JetStream)');
   const flags = withLease(options.flags ?? {}, standbys > 0);
-  const services = createServices(root, natsUrls, dbFile, flags, env);
+  const services = createServices(root, natsUrls, dbFile, flags, envOf);
   const coordinators = [
     services.coordinator,
     ...Array.from({ length: standbys }, (_, index) => {
@@ -90,9 +110,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ? new ServiceProcess({
         name: 'gateway',
         entry: 'gateway/main.ts',
-        args: ['--nats', natsUrls.join(','), '--port', '0', '--wait-ms', '5000'],
+        args: [
+          ...['--nats', natsUrls.join(','), '--port', '0', '--wait-ms', '5000'],
+          ...(options.gatewayFlags ?? []),
+        ],
         logFile: join(root, 'gateway.log'),
-        env,
+        env: envOf('gateway'),
       })
     : undefined;
   const stop = async ({ remove = false } = {}): Promise<void> => {
@@ -116,7 +139,40 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     throw error;
   }
   const gatewayUrl = gateway ? String(gateway.ready['url']) : undefined;
-  return { root, natsUrls, nats, services, coordinators, gateway, gatewayUrl, dbFile, stop };
+  const operator = logins?.operator;
+  return {
+    root,
+    natsUrls,
+    nats,
+    services,
+    coordinators,
+    gateway,
+    gatewayUrl,
+    operatorCredentials: operator && { user: operator.user, password: operator.password },
+    dbFile,
+    stop,
+  };
+}
+
+type Login = ServiceName | 'gateway' | 'operator';
+
+/** One NATS user per service, with a fresh random password, and one for operators. */
+function serviceLogins(): Readonly<Record<Login, NatsUser>> {
+  const user = (name: Login, role: ContinuumRole): NatsUser =>
+    natsUser(`continuum-${name}`, randomBytes(24).toString('hex'), role);
+  return {
+    coordinator: user('coordinator', { kind: 'coordinator' }),
+    bank: user('bank', { kind: 'participant', name: 'bank' }),
+    vendor: user('vendor', { kind: 'participant', name: 'vendor' }),
+    customer: user('customer', { kind: 'participant', name: 'customer' }),
+    gateway: user('gateway', { kind: 'gateway' }),
+    operator: user('operator', { kind: 'operator' }),
+  };
+}
+
+/** How a service is told its NATS login (common/nats.ts reads it): never on its command line. */
+function loginEnvironment(login: NatsUser): Record<string, string> {
+  return { CONTINUUM_NATS_USER: login.user, CONTINUUM_NATS_PASSWORD: login.password };
 }
 
 /** With standbys, every coordinator takes the lease in the cluster's KV bucket. */
@@ -130,8 +186,11 @@ function withLease(
 }
 
 /** One server seen through the cluster interface, so the rest of the stack treats both alike. */
-async function singleNodeCluster(dataDir: string): Promise<NatsClusterHandle> {
-  const node = await startNatsServer({ dataDir });
+async function singleNodeCluster(
+  dataDir: string,
+  users: readonly NatsUser[] | undefined,
+): Promise<NatsClusterHandle> {
+  const node = await startNatsServer({ dataDir, ...(users === undefined ? {} : { users }) });
   return {
     nodes: [node],
     urls: [node.url],
@@ -171,7 +230,7 @@ function createServices(
   natsUrls: readonly string[],
   dbFile: (name: ServiceName) => string,
   flags: NonNullable<StackOptions['flags']>,
-  env: Readonly<Record<string, string>>,
+  envOf: (name: ServiceName) => Readonly<Record<string, string>>,
 ): Record<ServiceName, ServiceProcess> {
   const common = (name: ServiceName): string[] => [
     '--nats',
@@ -186,7 +245,7 @@ function createServices(
       entry: 'participants/main.ts',
       args: ['--name', name, ...common(name)],
       logFile: join(root, name, `${name}.log`),
-      env,
+      env: envOf(name),
     });
   return {
     coordinator: new ServiceProcess({
@@ -194,7 +253,7 @@ function createServices(
       entry: 'coordinator/main.ts',
       args: common('coordinator'),
       logFile: join(root, 'coordinator', 'coordinator.log'),
-      env,
+      env: envOf('coordinator'),
     }),
     bank: participant('bank'),
     vendor: participant('vendor'),

@@ -24,6 +24,7 @@ import type { JournalRecord, StoredPayment } from '../core/types.ts';
 
 interface PaymentRow {
   readonly tx_id: string;
+  readonly client_id: string;
   readonly idempotency_key: string;
   readonly fingerprint: string;
   readonly state: 'preparing' | 'committed' | 'aborted';
@@ -39,7 +40,7 @@ interface JournalRow {
   readonly written_at: number;
 }
 
-const paymentColumns = 'tx_id, idempotency_key, fingerprint, state, aborted_by, reason';
+const paymentColumns = 'tx_id, client_id, idempotency_key, fingerprint, state, aborted_by, reason';
 
 /** Completed payments purged per purge call, so one purge never holds the write lock for long. */
 export const purgeChunkMax = 1_000;
@@ -275,6 +276,7 @@ export class SqliteJournal {
 function storedFrom(row: PaymentRow): StoredPayment {
   const base = {
     txId: row.tx_id,
+    clientId: row.client_id,
     idempotencyKey: row.idempotency_key,
     fingerprint: row.fingerprint,
   };

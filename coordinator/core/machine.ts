@@ -28,6 +28,8 @@
  *   any         duplicate or stale vote/ack -> (nothing)                               same
  *   recovery: begin without decision     -> journal ABORT (forced), send ABORT*         aborting
  *   recovery: begin with decision        -> re-send the decision                       same
+ *   any         status query             -> reply state (a client asking by id about   same
+ *                                           another client's transaction: unknown)
  */
 import { assert, unreachable } from '../../common/assert.ts';
 import {
@@ -255,7 +257,11 @@ export class CoordinatorMachine {
     const txId =
       'txId' in query ? query.txId : this.#byKey.get(keyOf(query.clientId, query.idempotencyKey));
     const tx = txId === undefined ? undefined : this.#transactions.get(txId);
-    const known = tx ?? stored;
+    const found = tx ?? stored;
+    // A client sees only its own transactions: another client's is answered as if unknown, the
+    // same answer as for an id nobody used, so the reply tells it nothing.
+    const known =
+      query.clientId === undefined || found?.clientId === query.clientId ? found : undefined;
     let reply: StatusReply;
     if (!known) {
       // Presumed abort: begin is forced before any PREPARE, so a transaction the journal does not

@@ -40,6 +40,8 @@ export type JournalRecord =
 /** What the journal knows of an idempotency key or transaction, looked up by the shell. */
 export interface StoredPayment {
   readonly txId: string;
+  /** The client whose key this is: a client asking by transaction id sees only its own. */
+  readonly clientId: string;
   readonly idempotencyKey: string;
   readonly fingerprint: string;
   readonly decided?: {
@@ -52,8 +54,14 @@ export interface StoredPayment {
 /** Identifies a request waiting for a reply; opaque to the machine, chosen by the shell. */
 export type RequestRef = number;
 
+/**
+ * A status question. By transaction id it comes from a service (no `clientId`: any transaction
+ * answers) or from a client on its own subject (`clientId` set: only that client's transactions
+ * answer; any other is `unknown`, so nothing leaks). By key it is always one client's key.
+ */
 export type StatusQuery =
-  { readonly txId: string } | { readonly clientId: string; readonly idempotencyKey: string };
+  | { readonly txId: string; readonly clientId?: string }
+  | { readonly clientId: string; readonly idempotencyKey: string };
 
 export type CoordinatorInput =
   | {

@@ -131,10 +131,10 @@ export class ChaosStack {
     }
   }
 
-  /** The status of a payment by client and key, as a client would ask for it. */
+  /** The status of a payment by client and key, as a client asks for it: on its own subject. */
   async status(clientId: string, idempotencyKey: string): Promise<StatusReply> {
     const query = encodeMessage({ v: 1, kind: 'status', clientId, idempotencyKey });
-    const reply = await this.#control.request(subjects.status, query, {
+    const reply = await this.#control.request(subjects.clientStatus(clientId), query, {
       timeout: statusQueryTimeoutMs,
     });
     const answer = decodeStatusReply(reply.data);

@@ -4,6 +4,7 @@
  * four databases. Timers are shortened so that faults resolve within a test's time.
  */
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { ContinuumClient } from '../../client/index.ts';
 import {
@@ -13,6 +14,7 @@ import {
   type DatabaseFiles,
   type MoneyBaseline,
 } from '../../ops/checker.ts';
+import { natsUser } from '../../ops/nats-server.ts';
 import { databaseFiles, startStack, type Stack, type StackOptions } from '../../ops/stack.ts';
 import { seedDemoData } from '../../participants/seed.ts';
 
@@ -45,13 +47,31 @@ export async function startTestStack(
   t: ExecutionContext,
   options: StackOptions = {},
 ): Promise<TestStack> {
-  const stack = await startStack({ seed: seedDemoData, flags: fastFlags, ...options });
+  // With NATS users, the harness's own client gets a user with the client's permissions too.
+  const clientLogin =
+    options.natsUsers === undefined
+      ? undefined
+      : natsUser('test-client', randomBytes(24).toString('hex'), {
+          kind: 'client',
+          clientId: 'test-client',
+        });
+  const stack = await startStack({
+    seed: seedDemoData,
+    flags: fastFlags,
+    ...options,
+    ...(clientLogin === undefined
+      ? {}
+      : { natsUsers: [...(options.natsUsers ?? []), clientLogin] }),
+  });
   t.log(`stack in ${stack.root}`);
   const files = databaseFiles(stack);
   const baseline = moneyBaseline(files.bank);
   const client = await ContinuumClient.connect({
     servers: stack.natsUrls,
     clientId: 'test-client',
+    ...(clientLogin === undefined
+      ? {}
+      : { credentials: { user: clientLogin.user, password: clientLogin.password } }),
   });
   t.teardown(async () => {
     await client.close();
@@ -77,4 +97,26 @@ export async function startTestStack(
       }
     },
   };
+}
+
+/**
+ * Cleanup for a stack shared by a whole test file. startTestStack registers its cleanup with
+ * t.teardown, which ava refuses in hooks; `context(t)` hands it a context that keeps the cleanup
+ * here instead, and `run()` (in test.after.always) runs it, newest first.
+ */
+export class HookCleanup {
+  readonly #stops: (() => Promise<void> | void)[] = [];
+
+  context(t: { readonly log: ExecutionContext['log'] }): ExecutionContext {
+    const teardown = (stop: () => Promise<void> | void): void => this.push(stop);
+    return { log: t.log, teardown } as unknown as ExecutionContext;
+  }
+
+  push(stop: () => Promise<void> | void): void {
+    this.#stops.push(stop);
+  }
+
+  async run(): Promise<void> {
+    for (const stop of this.#stops.splice(0).reverse()) await stop();
+  }
 }

@@ -1,6 +1,6 @@
 /**
  * Malformed and hostile input at every boundary of the real stack: the coordinator's pay and
- * status subjects and a participant's subject. Each bad message must get an error reply with the
+ * status subjects (a client's own, and the service subject) and a participant's subject. Each bad message must get an error reply with the
  * right code, leave nothing in the journal or the barrier, and leave every process running. One
  * stack serves the whole file (starting one takes about a second), so the tests run serially and
  * each checks what it may have changed; the last ones show that valid work still succeeds and that
@@ -22,11 +22,13 @@ import {
 } from '../../common/protocol.ts';
 import { checkInvariants } from '../../ops/checker.ts';
 import { makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
-import { startTestStack, type TestStack } from '../helpers/harness.ts';
+import { HookCleanup, startTestStack, type TestStack } from '../helpers/harness.ts';
 import { until } from '../helpers/wait.ts';
 
 const clientId = 'bad-input-client';
 const bankSubject = subjects.participant('bank');
+const paySubject = subjects.clientPay(clientId);
+const clientStatusSubject = subjects.clientStatus(clientId);
 const encoder = new TextEncoder();
 
 /** A valid pay request; every bad case below breaks exactly one thing in a copy of it. */
@@ -45,16 +47,10 @@ let ts: TestStack;
 let nobodyPayment: Payment;
 let paymentsAtStart = 0;
 let journalAtStart = 0;
-const stops: (() => Promise<void> | void)[] = [];
+const cleanup = new HookCleanup();
 
 test.before(async (t) => {
-  // startTestStack registers its cleanup with t.teardown, which ava refuses in hooks. It only
-  // calls log and teardown, so hand it a context that keeps the cleanup for test.after.always.
-  const hookContext = {
-    log: t.log,
-    teardown: (stop: () => Promise<void> | void) => stops.push(stop),
-  } as unknown as ExecutionContext;
-  ts = await startTestStack(hookContext, {
+  ts = await startTestStack(cleanup.context(t), {
     seed: (databases) => {
       seedDemoData(databases);
       // An open order from a payer that neither the bank nor the customer service knows, so the
@@ -74,9 +70,7 @@ test.before(async (t) => {
   journalAtStart = countRows('journal');
 });
 
-test.after.always(async () => {
-  for (const stop of stops.reverse()) await stop();
-});
+test.after.always(() => cleanup.run());
 
 function countRows(table: 'payments' | 'journal'): number {
   const [row] = ts.query<{ n: number }>('coordinator', `SELECT count(*) AS n FROM ${table}`);
@@ -195,6 +189,20 @@ const payCases: readonly BadCase[] = [
   bad(
     'a client id with capitals and spaces',
     withField(validPay, 'clientId', 'Bad Client'),
+    'invalid-request',
+    'clientId',
+  ),
+  // A dot would split the client's subject into two tokens: not a client id.
+  bad(
+    'a client id with a dot',
+    withField(validPay, 'clientId', 'bad.input'),
+    'invalid-request',
+    'clientId',
+  ),
+  // Valid, but another client's id than the subject's: one client acting as another.
+  bad(
+    "another client's id than the subject's",
+    withField(validPay, 'clientId', 'someone-else'),
     'invalid-request',
     'clientId',
   ),
@@ -384,7 +392,7 @@ function assertError(
 
 for (const badCase of payCases) {
   test.serial(`pay: ${badCase.name} -> ${badCase.code}`, async (t) => {
-    const reply = decodePayReply(await request(subjects.pay, badCase.bytes));
+    const reply = decodePayReply(await request(paySubject, badCase.bytes));
     assertError(t, reply, badCase);
   });
 }
@@ -392,6 +400,35 @@ for (const badCase of payCases) {
 for (const badCase of statusCases) {
   test.serial(`status: ${badCase.name} -> ${badCase.code}`, async (t) => {
     const reply = decodeStatusReply(await request(subjects.status, badCase.bytes));
+    assertError(t, reply, badCase);
+  });
+}
+
+test.serial('a client subject whose last token is no client id is refused', async (t) => {
+  for (const token of ['Bad-Client', 'x'.repeat(65), '-leading-dash']) {
+    const payReply = decodePayReply(
+      await request(
+        `continuum.coordinator.pay.${token}`,
+        encodeMessage({ ...validPay, clientId: token }),
+      ),
+    );
+    assertError(t, payReply, bad(token, validPay, 'invalid-request', 'subject'));
+    const statusReply = decodeStatusReply(
+      await request(`continuum.coordinator.status.${token}`, encodeMessage(validStatus)),
+    );
+    assertError(t, statusReply, bad(token, validStatus, 'invalid-request', 'subject'));
+  }
+});
+
+test.serial("status on a client's subject: a key of another client is refused", async (t) => {
+  const query = { v: 1, kind: 'status', clientId: 'someone-else', idempotencyKey: 'k'.repeat(20) };
+  const reply = decodeStatusReply(await request(clientStatusSubject, encodeMessage(query)));
+  assertError(t, reply, bad('mismatch', query, 'invalid-request', 'clientId'));
+});
+
+for (const badCase of statusCases) {
+  test.serial(`client status: ${badCase.name} -> ${badCase.code}`, async (t) => {
+    const reply = decodeStatusReply(await request(clientStatusSubject, badCase.bytes));
     assertError(t, reply, badCase);
   });
 }
@@ -500,14 +537,14 @@ test.serial('a payer no party knows is aborted by the bank or the customer servi
 });
 
 test.serial('the valid request every bad case was built from still commits', async (t) => {
-  const reply = decodePayReply(await request(subjects.pay, encodeMessage(validPay)));
+  const reply = decodePayReply(await request(paySubject, encodeMessage(validPay)));
   t.like(reply, { kind: 'outcome', outcome: 'committed', replay: false });
-  const again = decodePayReply(await request(subjects.pay, encodeMessage(validPay)));
+  const again = decodePayReply(await request(paySubject, encodeMessage(validPay)));
   t.like(again, { kind: 'outcome', outcome: 'committed', replay: true });
   // The same key with a different payment is refused, and journals nothing.
   const payments = countRows('payments');
   const other = withField(validPay, 'payment', paymentFor('order-1001'));
-  const mismatch = decodePayReply(await request(subjects.pay, encodeMessage(other)));
+  const mismatch = decodePayReply(await request(paySubject, encodeMessage(other)));
   t.like(mismatch, { kind: 'error', code: 'key-mismatch' });
   t.is(countRows('payments'), payments);
 });

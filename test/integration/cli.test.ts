@@ -8,22 +8,16 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { waitUntilSettled } from '../../ops/checker.ts';
 import { projectRoot } from '../../ops/service-process.ts';
-import { startTestStack, type TestStack } from '../helpers/harness.ts';
+import { HookCleanup, startTestStack, type TestStack } from '../helpers/harness.ts';
 
 let ts: TestStack;
-const stops: (() => Promise<void>)[] = [];
+const cleanup = new HookCleanup();
 
-test.before(async () => {
-  const context = {
-    log: (...values: unknown[]) => console.log(...values),
-    teardown: (stop: () => Promise<void>) => stops.push(stop),
-  };
-  ts = await startTestStack(context as never);
+test.before(async (t) => {
+  ts = await startTestStack(cleanup.context(t));
 });
 
-test.after.always(async () => {
-  for (const stop of stops.reverse()) await stop();
-});
+test.after.always(() => cleanup.run());
 
 interface Run {
   readonly code: number | null;

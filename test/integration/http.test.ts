@@ -5,22 +5,16 @@
 import test from 'ava';
 import { ContinuumClient } from '../../client/index.ts';
 import { paymentFor } from '../../participants/seed.ts';
-import { startTestStack, type TestStack } from '../helpers/harness.ts';
+import { HookCleanup, startTestStack, type TestStack } from '../helpers/harness.ts';
 
 let ts: TestStack;
-const stops: (() => Promise<void>)[] = [];
+const cleanup = new HookCleanup();
 
-test.before(async () => {
-  const context = {
-    log: (...values: unknown[]) => console.log(...values),
-    teardown: (stop: () => Promise<void>) => stops.push(stop),
-  };
-  ts = await startTestStack(context as never, { gateway: true });
+test.before(async (t) => {
+  ts = await startTestStack(cleanup.context(t), { gateway: true });
 });
 
-test.after.always(async () => {
-  for (const stop of stops.reverse()) await stop();
-});
+test.after.always(() => cleanup.run());
 
 const client = 'http-shop';
 

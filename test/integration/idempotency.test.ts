@@ -18,23 +18,11 @@ import {
 } from '../../client/index.ts';
 import { projectRoot } from '../../ops/service-process.ts';
 import { paymentFor } from '../../participants/seed.ts';
+import { deliveredToParticipants as deliveredToNodes } from '../helpers/connz.ts';
 import { fastFlags, startTestStack, type TestStack } from '../helpers/harness.ts';
 
-/** Messages the NATS server delivered to each participant's connection, by connection name. */
 async function deliveredToParticipants(ts: TestStack): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const node of ts.stack.nats) {
-    if (!node.isRunning()) continue;
-    const response = await fetch(`http://127.0.0.1:${node.httpPort}/connz?limit=1000`);
-    const body = (await response.json()) as { connections: { name?: string; out_msgs: number }[] };
-    for (const connection of body.connections) {
-      const name = connection.name ?? '';
-      if (/^continuum-(bank|vendor|customer)$/.test(name)) {
-        counts[name] = (counts[name] ?? 0) + connection.out_msgs;
-      }
-    }
-  }
-  return counts;
+  return deliveredToNodes(ts.stack.nats);
 }
 
 async function serverOf(ts: TestStack, connectionName: string): Promise<number> {

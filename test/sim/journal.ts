@@ -88,7 +88,8 @@ export class SimJournal {
     const entry = this.#byTx.get(txId);
     if (entry === undefined) return undefined;
     const { begin, decided } = entry;
-    const base = { txId, idempotencyKey: begin.idempotencyKey, fingerprint: begin.fingerprint };
+    const { clientId, idempotencyKey, fingerprint } = begin;
+    const base = { txId, clientId, idempotencyKey, fingerprint };
     if (decided === undefined) return base;
     const { decision, abortedBy, reason } = decided;
     return {

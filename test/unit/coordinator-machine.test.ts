@@ -556,6 +556,7 @@ test('a key the journal holds with its decision replays the outcome and sends no
   const machine = ready(t);
   const stored: StoredPayment = {
     txId,
+    clientId: 'shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(payment),
     decided: { decision: 'commit' },
@@ -570,6 +571,7 @@ test('a replayed abort carries who aborted and why', (t) => {
   const machine = ready(t);
   const stored: StoredPayment = {
     txId,
+    clientId: 'shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(payment),
     decided: { decision: 'abort', abortedBy: 'bank', reason: 'insufficient funds' },
@@ -596,6 +598,7 @@ test('a key the journal holds for a different payment is a key mismatch', (t) =>
   const machine = ready(t);
   const stored: StoredPayment = {
     txId,
+    clientId: 'shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(otherPayment),
     decided: { decision: 'commit' },
@@ -642,6 +645,7 @@ test('at inFlightMax a key the journal holds is still answered from the journal'
   pay(machine);
   const stored: StoredPayment = {
     txId,
+    clientId: 'other-shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(payment),
     decided: { decision: 'commit' },
@@ -687,6 +691,7 @@ test('status of a stored transaction is its outcome with who aborted and why', (
   const machine = ready(t);
   const stored: StoredPayment = {
     txId,
+    clientId: 'shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(payment),
     decided: { decision: 'abort', abortedBy: 'coordinator', reason: 'deadline passed' },
@@ -714,6 +719,69 @@ test('status of an unknown transaction is unknown (presumed abort)', (t) => {
     machine.step({ ...base, requestRef: 6, query: { clientId: 'shop', idempotencyKey: key } }),
     [statusReply(6, { v: 1, kind: 'status', txId: null, state: 'unknown' })],
   );
+});
+
+test('a client asking by transaction id sees its own transaction, in flight or stored', (t) => {
+  const machine = ready(t);
+  pay(machine);
+  const base = { kind: 'status-requested', now, stored: undefined } as const;
+  t.deepEqual(machine.step({ ...base, requestRef: 5, query: { txId, clientId: 'shop' } }), [
+    statusReply(5, { v: 1, kind: 'status', txId, state: 'preparing' }),
+  ]);
+  const stored: StoredPayment = {
+    txId: otherTxId,
+    clientId: 'shop',
+    idempotencyKey: otherKey,
+    fingerprint: paymentFingerprint(payment),
+    decided: { decision: 'commit' },
+  };
+  const query = { txId: otherTxId, clientId: 'shop' };
+  t.deepEqual(machine.step({ ...base, requestRef: 6, query, stored }), [
+    statusReply(6, { v: 1, kind: 'status', txId: otherTxId, state: 'committed' }),
+  ]);
+});
+
+test('another client asking by transaction id is told unknown, in flight or stored', (t) => {
+  const machine = ready(t);
+  pay(machine);
+  const base = { kind: 'status-requested', now, stored: undefined } as const;
+  // The same answer as for an id nobody ever used: nothing about the other client leaks.
+  t.deepEqual(machine.step({ ...base, requestRef: 5, query: { txId, clientId: 'thief' } }), [
+    statusReply(5, { v: 1, kind: 'status', txId, state: 'unknown' }),
+  ]);
+  const stored: StoredPayment = {
+    txId: otherTxId,
+    clientId: 'shop',
+    idempotencyKey: otherKey,
+    fingerprint: paymentFingerprint(payment),
+    decided: { decision: 'abort', abortedBy: 'bank', reason: 'insufficient funds' },
+  };
+  const query = { txId: otherTxId, clientId: 'thief' };
+  t.deepEqual(machine.step({ ...base, requestRef: 6, query, stored }), [
+    statusReply(6, { v: 1, kind: 'status', txId: otherTxId, state: 'unknown' }),
+  ]);
+  // A service asking by id (no client) still sees every transaction.
+  t.deepEqual(machine.step({ ...base, requestRef: 7, query: { txId: otherTxId }, stored }), [
+    statusReply(7, {
+      v: 1,
+      kind: 'status',
+      txId: otherTxId,
+      state: 'aborted',
+      abortedBy: 'bank',
+      reason: 'insufficient funds',
+    }),
+  ]);
+  t.true(machine.isInFlight(txId), 'the question changed nothing');
+});
+
+test("a key is looked up in the asking client's scope only", (t) => {
+  const machine = ready(t);
+  pay(machine);
+  const base = { kind: 'status-requested', now, stored: undefined } as const;
+  const query = { clientId: 'thief', idempotencyKey: key };
+  t.deepEqual(machine.step({ ...base, requestRef: 5, query }), [
+    statusReply(5, { v: 1, kind: 'status', txId: null, state: 'unknown' }),
+  ]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -884,6 +952,7 @@ test('a stored undecided transaction that is not in flight throws and changes no
   const machine = ready(t);
   const stored: StoredPayment = {
     txId,
+    clientId: 'shop',
     idempotencyKey: key,
     fingerprint: paymentFingerprint(payment),
   };

@@ -140,12 +140,14 @@ test('records read back by key, by id and as the unfinished work of recovery', (
   const fingerprint = paymentFingerprint(payment);
   t.deepEqual(journal.findByKey(clientId, 'key-a-0000000001', lookupAt), {
     txId: txA,
+    clientId,
     idempotencyKey: 'key-a-0000000001',
     fingerprint,
     decided: { decision: 'commit' },
   });
   t.deepEqual(journal.findById(txB), {
     txId: txB,
+    clientId,
     idempotencyKey: 'key-b-0000000001',
     fingerprint,
     decided: {
@@ -156,6 +158,7 @@ test('records read back by key, by id and as the unfinished work of recovery', (
   });
   t.deepEqual(journal.findById(txC), {
     txId: txC,
+    clientId,
     idempotencyKey: 'key-c-0000000001',
     fingerprint,
   });
@@ -205,6 +208,9 @@ test("a second begin for a client's key throws and its whole batch writes nothin
   // The claim is per client: another client may use the same key.
   journal.append([begin(txC, 'key-a-0000000001', 'another-client')], createdAt + 2);
   t.is(journal.findByKey('another-client', 'key-a-0000000001', lookupAt)?.txId, txC);
+  // Its owner reads back by id too: a client asking by transaction id sees only its own.
+  t.is(journal.findById(txC)?.clientId, 'another-client');
+  t.is(journal.findById(txA)?.clientId, clientId);
 });
 
 test('a second decision for a transaction throws and its batch writes nothing', (t) => {

@@ -9,6 +9,9 @@ import { ValidationError } from '../../common/errors.ts';
 import type { ErrorCode } from '../../common/errors.ts';
 import {
   amountMinorMax,
+  clientIdOfSubject,
+  clientIdPattern,
+  clientInboxPrefix,
   decodeParticipantMessage,
   decodeParticipantReply,
   decodePayReply,
@@ -18,6 +21,7 @@ import {
   messageBytesMax,
   orderLineCountMax,
   paymentFingerprint,
+  subjects,
 } from '../../common/protocol.ts';
 import type { OrderLine, Payment, PayRequest } from '../../common/protocol.ts';
 
@@ -263,6 +267,46 @@ test('identifiers must be 1-64 of lower-case letters, digits, dot, dash, undersc
   }
   for (const value of ['a', 'a'.repeat(64), 'order_1.b-2', '9lives']) {
     t.is(decodePayRequest(payWith({ orderId: value })).payment.orderId, value);
+  }
+});
+
+test('a client id is one NATS token: no dot, wildcard or whitespace', (t) => {
+  const bad = ['shop.eu', 'shop*', '*', '>', 'shop>', 'sh op', 'shop\t', 'shop\n', 'Shop', ''];
+  for (const value of bad) {
+    t.false(clientIdPattern.test(value), value);
+    rejects(t, decodePayRequest, bytesOf({ ...payRequest, clientId: value }), 'clientId');
+    const status = { v: 1, kind: 'status', clientId: value, idempotencyKey: key };
+    rejects(t, decodeStatusRequest, bytesOf(status), 'clientId');
+    t.throws(() => subjects.clientPay(value), { instanceOf: ValidationError });
+    t.throws(() => subjects.clientStatus(value), { instanceOf: ValidationError });
+    t.throws(() => clientInboxPrefix(value), { instanceOf: ValidationError });
+  }
+  // Other identifiers keep their dot: an order id is never part of a subject.
+  t.is(decodePayRequest(payWith({ orderId: 'order.1' })).payment.orderId, 'order.1');
+  for (const value of ['a', 'shop_eu-1', 'x'.repeat(64)]) {
+    t.is(decodePayRequest(bytesOf({ ...payRequest, clientId: value })).clientId, value);
+  }
+});
+
+test('a client subject names its client as its last token, and only so', (t) => {
+  t.is(subjects.clientPay('shop-1'), 'continuum.coordinator.pay.shop-1');
+  t.is(subjects.clientStatus('shop-1'), 'continuum.coordinator.status.shop-1');
+  t.is(clientInboxPrefix('shop-1'), '_INBOX_shop-1');
+  t.is(clientIdOfSubject(subjects.clientPay('shop-1'), 'pay'), 'shop-1');
+  t.is(clientIdOfSubject(subjects.clientStatus('shop-1'), 'status'), 'shop-1');
+  const bad: [string, 'pay' | 'status'][] = [
+    [subjects.clientStatus('shop-1'), 'pay'],
+    [subjects.clientPay('shop-1'), 'status'],
+    ['continuum.coordinator.pay.', 'pay'],
+    ['continuum.coordinator.pay.Shop', 'pay'],
+    ['continuum.coordinator.pay.a.b', 'pay'],
+    [subjects.status, 'status'],
+    ['continuum.coordinator.payshop', 'pay'],
+  ];
+  for (const [subject, kind] of bad) {
+    const error = t.throws(() => clientIdOfSubject(subject, kind), { instanceOf: ValidationError });
+    t.is(error.field, 'subject', subject);
+    t.is(error.code, 'invalid-request');
   }
 });
 
