@@ -7,6 +7,7 @@
  *   with a chart (docs/performance.md).
  * - `throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]`: one offered rate for a
  *   long time, sampling the services' memory and database sizes.
+ * - `breakdown [--payments <n>]`: one client's payment, stage by stage, from message traces.
  * - `chart <after.json> <before.json> <out.svg>`: one chart of two throughput results.
  * - `failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>]`: takeover time after kill -9 of the active
  *   coordinator, median and p99 (docs/failover.md).
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../common/errors.ts';
 import { projectRoot } from '../ops/service-process.ts';
+import { runBreakdown } from './breakdown.ts';
 import { renderChart } from './chart.ts';
 import { runFailover } from './failover.ts';
 import { formatProfile } from './profile.ts';
@@ -25,7 +27,7 @@ import { runThroughput } from './throughput.ts';
 import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
 
-const benchmarks = ['throughput', 'failover', 'chart'] as const;
+const benchmarks = ['throughput', 'failover', 'breakdown', 'chart'] as const;
 
 function integer(value: string | undefined, name: string, min: number, max: number): number {
   const parsed = /^\d+$/.test(value ?? '') ? Number(value) : Number.NaN;
@@ -121,6 +123,25 @@ async function soak(values: Values): Promise<void> {
   if (result.violations.length > 0) process.exitCode = 1;
 }
 
+async function breakdown(values: Values): Promise<void> {
+  const payments = integer(values['payments'] as string, 'payments', 100, 1_000_000);
+  process.stderr.write(`breakdown: ${payments} payments, one at a time, with message traces\n`);
+  const result = await runBreakdown(payments);
+  const file = saveResult('breakdown', result);
+  if (values['json'] === true) {
+    console.log(JSON.stringify(result));
+  } else {
+    console.log(`one client, ${result.payments} payments (ms; traces on, so about 0.6 ms slower):`);
+    console.log(`${'stage'.padEnd(58)}    p50    p90`);
+    for (const { stage, p50Ms, p90Ms } of result.stages) {
+      console.log(
+        `${stage.padEnd(58)} ${p50Ms.toFixed(3).padStart(6)} ${p90Ms.toFixed(3).padStart(6)}`,
+      );
+    }
+    console.log(`result: ${file}`);
+  }
+}
+
 function chart(files: readonly string[]): void {
   const [after, before, out] = files;
   if (after === undefined || before === undefined || out === undefined) {
@@ -141,6 +162,7 @@ async function main(): Promise<void> {
       'soak-rate': { type: 'string', default: '2000' },
       'soak-retention-ms': { type: 'string' },
       kills: { type: 'string', default: '20' },
+      payments: { type: 'string', default: '3000' },
       clients: { type: 'string', default: '4' },
       'lease-ttl-ms': { type: 'string', default: '600' },
     },
@@ -151,6 +173,7 @@ async function main(): Promise<void> {
     throw new ConfigError(`unknown benchmark ${benchmark}; known: ${benchmarks.join(', ')}`);
   }
   if (benchmark === 'failover') await failover(values);
+  else if (benchmark === 'breakdown') await breakdown(values);
   else if (benchmark === 'chart') chart(positionals.slice(1));
   else if (values.soak !== undefined) await soak(values);
   else await throughput(values);
