@@ -7,7 +7,8 @@
  * - no lost decisions: nothing a participant committed is unknown or aborted at the coordinator;
  * - nothing left behind once quiet: no hold, reservation, pending purchase or undecided payment;
  * - conservation: the money per currency equals the baseline, and every account's held amount
- *   equals the sum of its open holds.
+ *   equals the sum of its open holds;
+ * - every customer's pending total equals the sum of its pending purchases.
  *
  * It returns the violations as readable lines rather than throwing, so a test or the chaos run can
  * print them all. The database files are opened read-only; the services may keep running.
@@ -147,7 +148,11 @@ export function checkInvariants(files: DatabaseFiles, options: CheckOptions): st
         violations.push(`tx ${txId}: undecided at the coordinator after settling`);
       }
     }
-    violations.push(...checkMoney(dbs.bank, options.baseline), ...checkLeftovers(dbs, options));
+    violations.push(
+      ...checkMoney(dbs.bank, options.baseline),
+      ...checkPendingTotals(dbs.customer),
+      ...checkLeftovers(dbs, options),
+    );
     return violations;
   });
 }
@@ -175,6 +180,22 @@ function checkMoney(bank: Db, baseline: MoneyBaseline): string[] {
     );
   }
   return violations;
+}
+
+/** Every customer's running pending total equals the sum of its pending purchases. */
+function checkPendingTotals(customer: Db): string[] {
+  const mismatched = customer
+    .prepare(
+      `SELECT c.customer_id, c.pending_minor, coalesce(sum(p.amount_minor), 0) AS open
+       FROM customers c LEFT JOIN purchases p
+         ON p.customer_id = c.customer_id AND p.status = 'pending'
+       GROUP BY c.customer_id HAVING c.pending_minor <> open`,
+    )
+    .all() as { customer_id: string; pending_minor: number; open: number }[];
+  return mismatched.map(
+    (row) =>
+      `customer ${row.customer_id}: pending ${row.pending_minor} but pending purchases sum to ${row.open}`,
+  );
 }
 
 function checkLeftovers(dbs: Record<keyof DatabaseFiles, Db>, options: CheckOptions): string[] {

@@ -4,10 +4,10 @@
  *
  * Theory of operation. PREPARE checks that the customer exists, is active, pays in the payment's
  * currency and stays within the spending limit counting what is already spent and every purchase
- * still in doubt; then it records the purchase as 'pending'. Pending purchases count against the
- * limit, so two payments in doubt together can never overspend it. COMMIT completes the purchase,
- * issues its receipt and adds the amount to what the customer has spent. ABORT cancels it, which
- * frees its share of the limit. Every check runs before the only write, so a NO vote leaves the
+ * still in doubt; then it records the purchase as 'pending' and adds it to the customer's running
+ * `pending_minor`. Pending purchases count against the limit, so two payments in doubt together can
+ * never overspend it. COMMIT completes the purchase, issues its receipt and moves the amount from
+ * pending to spent. ABORT cancels it, which frees its share of the limit. Every check runs before the only write, so a NO vote leaves the
  * tables untouched (the caller stores the vote in the same local transaction).
  */
 import { assert } from '../../common/assert.ts';
@@ -23,6 +23,7 @@ interface CustomerRow {
   readonly currency: string;
   readonly spending_limit_minor: number;
   readonly spent_minor: number;
+  readonly pending_minor: number;
 }
 
 interface PurchaseRow {
@@ -35,12 +36,8 @@ interface PurchaseRow {
 function prepareStatements(db: SqliteDatabase) {
   return {
     customer: db.prepare<[string], CustomerRow>(
-      `SELECT status, currency, spending_limit_minor, spent_minor
+      `SELECT status, currency, spending_limit_minor, spent_minor, pending_minor
        FROM customers WHERE customer_id = ?`,
-    ),
-    pendingMinor: db.prepare<[string], { readonly pending: number }>(
-      `SELECT coalesce(sum(amount_minor), 0) AS pending
-       FROM purchases WHERE customer_id = ? AND status = 'pending'`,
     ),
     purchase: db.prepare<[string], PurchaseRow>(
       'SELECT customer_id, amount_minor, status FROM purchases WHERE tx_id = ?',
@@ -57,8 +54,15 @@ function prepareStatements(db: SqliteDatabase) {
       `UPDATE purchases SET status = 'cancelled', updated_at = ?
        WHERE tx_id = ? AND status = 'pending'`,
     ),
-    addSpent: db.prepare<[number, string]>(
-      'UPDATE customers SET spent_minor = spent_minor + ? WHERE customer_id = ?',
+    addPending: db.prepare<[number, string]>(
+      'UPDATE customers SET pending_minor = pending_minor + ? WHERE customer_id = ?',
+    ),
+    pendingToSpent: db.prepare<[number, number, string]>(
+      `UPDATE customers SET pending_minor = pending_minor - ?, spent_minor = spent_minor + ?
+       WHERE customer_id = ?`,
+    ),
+    dropPending: db.prepare<[number, string]>(
+      'UPDATE customers SET pending_minor = pending_minor - ? WHERE customer_id = ?',
     ),
   };
 }
@@ -75,7 +79,7 @@ function refusal(statements: Statements, payment: Payment): string | null {
   if (customer.currency !== payment.currency) {
     return `currency mismatch: customer pays in ${customer.currency}`;
   }
-  const pendingMinor = statements.pendingMinor.get(payment.payer)?.pending ?? 0;
+  const pendingMinor = customer.pending_minor;
   const limitMinor = customer.spending_limit_minor;
   if (customer.spent_minor + pendingMinor + payment.amountMinor > limitMinor) {
     return (
@@ -100,6 +104,8 @@ function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number
     now,
     now,
   );
+  const added = statements.addPending.run(payment.amountMinor, payment.payer);
+  assert(added.changes === 1, `customer prepare ${txId}: customer missing`);
   return { vote: 'yes' };
 }
 
@@ -109,7 +115,8 @@ function commit(db: SqliteDatabase, txId: string, now: number): void {
   assert(purchase !== undefined, `customer commit ${txId}: no purchase`);
   assert(purchase.status === 'pending', `customer commit ${txId}: purchase is ${purchase.status}`);
   statements.complete.run(receiptFor(txId), now, txId);
-  const spent = statements.addSpent.run(purchase.amount_minor, purchase.customer_id);
+  const { amount_minor: amount, customer_id: customerId } = purchase;
+  const spent = statements.pendingToSpent.run(amount, amount, customerId);
   assert(spent.changes === 1, `customer commit ${txId}: customer missing`);
 }
 
@@ -118,7 +125,9 @@ function abort(db: SqliteDatabase, txId: string, now: number): void {
   const purchase = statements.purchase.get(txId);
   assert(purchase !== undefined, `customer abort ${txId}: no purchase`);
   assert(purchase.status !== 'completed', `customer abort ${txId}: purchase already completed`);
-  statements.cancel.run(now, txId);
+  if (statements.cancel.run(now, txId).changes === 0) return;
+  const dropped = statements.dropPending.run(purchase.amount_minor, purchase.customer_id);
+  assert(dropped.changes === 1, `customer abort ${txId}: customer missing`);
 }
 
 export const customer: ResourceManager = { name: 'customer', prepare, commit, abort };

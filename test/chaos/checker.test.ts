@@ -302,3 +302,20 @@ test('tampered database files are caught: money created, a hold left behind', as
   t.true(found.includes('conservation'), found.join(','));
   t.true(found.includes('no-hold-left'), found.join(','));
 });
+
+test("a customer's pending total that disagrees with its pending purchases is caught", async (t) => {
+  const { files, root } = seededFiles();
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const historyFile = await emptyHistory(root);
+  const baseline = moneyBaseline(files.bank);
+  const input = { historyFile, files, baseline, settledInTime: true, boundS: 30 };
+  t.deepEqual((await checkRun(input)).violations, [], 'the untouched files pass');
+  const customer = openDatabase(files.customer, 'customer');
+  customer.prepare("UPDATE customers SET pending_minor = 50 WHERE customer_id = 'alice'").run();
+  customer.close();
+  const messages = (await checkRun(input)).violations.map((violation) => violation.message);
+  t.true(
+    messages.includes('customer alice: pending 50 but pending purchases sum to 0'),
+    messages.join('\n'),
+  );
+});

@@ -498,6 +498,8 @@ test('customer: commit completes the purchase with a receipt and counts it as sp
   const { customer: db } = openWorld(t);
   const txId = newTxId();
   t.deepEqual(prepare(customer, db, txId, payment1001), { vote: 'yes' });
+  const alice = "SELECT * FROM customers WHERE customer_id = 'alice'";
+  t.like(one(db, alice), { pending_minor: 2_500, spent_minor: 0 }, 'prepare adds to pending');
   t.like(one(db, 'SELECT * FROM purchases WHERE tx_id = ?', txId), {
     customer_id: 'alice',
     vendor_id: 'acme',
@@ -514,7 +516,7 @@ test('customer: commit completes the purchase with a receipt and counts it as sp
     updated_at: now,
   });
   t.is(receiptFor(txId), `rcpt-${txId}`);
-  t.like(one(db, "SELECT * FROM customers WHERE customer_id = 'alice'"), { spent_minor: 2_500 });
+  t.like(one(db, alice), { pending_minor: 0, spent_minor: 2_500 }, 'commit moves it to spent');
 });
 
 test('customer: abort cancels the purchase and frees its share of the limit', (t) => {

@@ -140,3 +140,35 @@ for (const name of databaseNames) {
     }
   });
 }
+
+test("customer migration 3 sets each customer's pending total from its pending purchases", (t) => {
+  const file = tempFile(t, 'customer');
+  // A customer database as version 2 left it, with purchases in every state.
+  const old = new Database(file);
+  old.exec(`CREATE TABLE schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+  for (const migration of loadMigrations('customer').slice(0, 2)) {
+    old.exec(migration.sql);
+    old
+      .prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)')
+      .run(migration.version, migration.name);
+  }
+  old.exec(`
+    INSERT INTO customers (customer_id, name, status, currency, spending_limit_minor)
+      VALUES ('alice', 'Alice', 'active', 'EUR', 100000), ('bob', 'Bob', 'active', 'EUR', 100000);
+    INSERT INTO purchases VALUES
+      ('tx1', 'alice', 'acme', 'o1', 300, 'EUR', 'pending', NULL, 0, 0),
+      ('tx2', 'alice', 'acme', 'o2', 200, 'EUR', 'pending', NULL, 0, 0),
+      ('tx3', 'alice', 'acme', 'o3', 900, 'EUR', 'completed', 'rcpt-tx3', 0, 0),
+      ('tx4', 'alice', 'acme', 'o4', 700, 'EUR', 'cancelled', NULL, 0, 0);`);
+  old.close();
+  const db = openDatabase(file, 'customer');
+  t.teardown(() => db.close());
+  const totals = db
+    .prepare('SELECT customer_id, pending_minor FROM customers ORDER BY customer_id')
+    .all();
+  t.deepEqual(totals, [
+    { customer_id: 'alice', pending_minor: 500 },
+    { customer_id: 'bob', pending_minor: 0 },
+  ]);
+});
