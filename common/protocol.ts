@@ -34,8 +34,11 @@ export const identifierPattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const clientIdPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Idempotency keys: 16-64 of [A-Za-z0-9_-], so a ULID (26) and a UUID (36) both fit. */
 export const idempotencyKeyPattern = /^[A-Za-z0-9_-]{16,64}$/;
-/** Transaction ids are ULIDs: 26 characters of Crockford base 32. */
-export const transactionIdPattern = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+/**
+ * Transaction ids are ULIDs: 26 characters of Crockford base 32, the first at most 7 (a ULID's
+ * 48-bit time ends there), so that every id that passes has a creation time to decode.
+ */
+export const transactionIdPattern = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
 
 export const participantNames = ['bank', 'vendor', 'customer'] as const;
 export type ParticipantName = (typeof participantNames)[number];

@@ -28,6 +28,7 @@ const flags = {
   'in-doubt-query-after-ms': { type: 'string', default: '3000' },
   'in-doubt-query-max-ms': { type: 'string', default: '30000' },
   'status-timeout-ms': { type: 'string', default: '1000' },
+  'barrier-retention-ms': { type: 'string', default: String(7 * 24 * 60 * 60 * 1000) },
 } as const;
 
 async function main(): Promise<void> {
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
     mutations,
   };
   const statusTimeoutMs = integerFlag(values, 'status-timeout-ms', 10, 60_000);
+  const yearMs = 365 * 24 * 60 * 60 * 1000;
+  const barrierRetentionMs = integerFlag(values, 'barrier-retention-ms', 1_000, 10 * yearMs);
   const log = createLogger(name);
   const nats = await connectNats({ servers, name: `continuum-${name}` });
   const service = new ParticipantService({
@@ -56,6 +59,7 @@ async function main(): Promise<void> {
     resourceManager,
     machine,
     statusTimeoutMs,
+    barrierRetentionMs,
     log,
     now: () => Date.now(),
   });

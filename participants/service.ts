@@ -8,6 +8,7 @@
  * that transaction is durable: a YES vote is never sent before it would survive a crash.
  */
 import { performance } from 'node:perf_hooks';
+import { decodeTime } from 'ulid';
 import { assert } from '../common/assert.ts';
 import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
@@ -41,6 +42,11 @@ export interface ParticipantServiceOptions {
   readonly resourceManager: ResourceManager;
   readonly machine: ParticipantConfig;
   readonly statusTimeoutMs: number;
+  /**
+   * How long a finished transaction's barrier rows are kept (after its decision, or its NO vote).
+   * Must exceed any payment deadline by far; days in production.
+   */
+  readonly barrierRetentionMs: number;
   readonly log: Logger;
   readonly now: () => number;
 }
@@ -56,6 +62,9 @@ class VotedNo extends Error {
     this.vote = vote;
   }
 }
+
+/** Finished transactions forgotten per purge transaction, so one purge never blocks for long. */
+const purgeChunkMax = 1_000;
 
 /**
  * A batch that only applies decisions holds them back this long at most, so that they share the
@@ -84,6 +93,11 @@ export class ParticipantService {
   /** Decisions waiting to be applied with the next PREPARE; see decisionHoldMs. */
   #held: LocalEffect[] = [];
   #heldTimer: NodeJS.Timeout | undefined;
+  /** Transactions created before this (epoch ms) with no barrier rows were purged; durable. */
+  #forgottenBefore: number;
+  #purgeTimer: NodeJS.Timeout | undefined;
+  /** The next chunk of a purge that has not caught up yet. */
+  #purgeNext: NodeJS.Immediate | undefined;
   /**
    * The batch's SQLite transaction and a prepare's savepoint, made once: better-sqlite3 builds
    * four wrapper functions for every `transaction()` call, which cost more than the SQL.
@@ -101,6 +115,7 @@ export class ParticipantService {
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
     this.#epoch = this.#barrier.epoch.get() as number;
+    this.#forgottenBefore = this.#barrier.forgottenBefore.get() as number;
     this.#inTransaction = this.#db.transaction((local: readonly LocalEffect[], now: number) =>
       local.map((effect) => this.#runStep(effect, now)),
     );
@@ -130,6 +145,10 @@ export class ParticipantService {
     });
     const { name } = this.#options.resourceManager;
     serveStats(this.#options.nats, name, () => this.#machine.inDoubtCount);
+    const { barrierRetentionMs } = this.#options;
+    const intervalMs = Math.max(50, Math.min(60_000, Math.floor(barrierRetentionMs / 10)));
+    this.#purgeTimer = setInterval(() => this.#purge(), intervalMs);
+    this.#purgeTimer.unref();
   }
 
   async stop(): Promise<void> {
@@ -137,6 +156,8 @@ export class ParticipantService {
     this.#timer.stop();
     // Held decisions are simply not acknowledged: the coordinator sends them again.
     clearTimeout(this.#heldTimer);
+    clearInterval(this.#purgeTimer);
+    clearImmediate(this.#purgeNext);
     await this.#options.nats.drain();
     this.#db.close();
   }
@@ -326,13 +347,38 @@ export class ParticipantService {
     if (prepared.outcome === 'yes') resourceManager.abort(this.#db, txId, now);
   }
 
+  /**
+   * Forgets the barrier rows of transactions finished longer than the retention ago, one chunk
+   * per turn of the event loop until caught up, and moves the durable watermark with them. Runs
+   * between batches, never inside one; only finished transactions are touched, so nothing in
+   * doubt or being executed is.
+   */
+  #purge(): void {
+    this.#purgeNext = undefined;
+    const cutoff = this.#options.now() - this.#options.barrierRetentionMs;
+    const barrier = this.#barrier;
+    const purged = this.#db.transaction(() => {
+      const txIds = barrier.finishedBefore.all(cutoff) as string[];
+      for (const txId of txIds) barrier.forget.run(txId);
+      barrier.raiseForgottenBefore.run(cutoff, cutoff);
+      return txIds.length;
+    })();
+    workCounters.sqliteCommits += 1;
+    this.#forgottenBefore = Math.max(this.#forgottenBefore, cutoff);
+    if (purged > 0) this.#options.log.info('barrier-purged', { purged });
+    if (purged >= purgeChunkMax) this.#purgeNext ??= setImmediate(() => this.#purge());
+  }
+
   #storedStatus(txId: string): StoredStatus | undefined {
     const rows = this.#barrier.rows.all(txId) as {
       phase: string;
       outcome: string;
       reason: string | null;
     }[];
-    if (rows.length === 0) return undefined;
+    if (rows.length === 0) {
+      // Transaction ids are ULIDs, which carry their creation time.
+      return decodeTime(txId) < this.#forgottenBefore ? { status: 'forgotten' } : undefined;
+    }
     if (rows.some((row) => row.phase === 'commit')) return { status: 'committed' };
     if (rows.some((row) => row.phase === 'abort')) return { status: 'aborted' };
     const prepared = rows.find((row) => row.phase === 'prepare');
@@ -387,6 +433,18 @@ function barrierStatements(db: SqliteDatabase) {
     rows: db.prepare('SELECT phase, outcome, reason FROM barrier WHERE tx_id = ?'),
     epoch: db.prepare('SELECT epoch FROM fence WHERE id = 1').pluck(),
     raiseEpoch: db.prepare('UPDATE fence SET epoch = ? WHERE id = 1 AND epoch < ?'),
+    forgottenBefore: db.prepare('SELECT forgotten_before FROM barrier_retention').pluck(),
+    raiseForgottenBefore: db.prepare(
+      'UPDATE barrier_retention SET forgotten_before = ? WHERE forgotten_before < ?',
+    ),
+    finishedBefore: db
+      .prepare(
+        `SELECT DISTINCT tx_id FROM barrier
+         WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ?
+         LIMIT ${purgeChunkMax}`,
+      )
+      .pluck(),
+    forget: db.prepare('DELETE FROM barrier WHERE tx_id = ?'),
     inDoubt: db.prepare(
       `SELECT tx_id FROM barrier AS p WHERE p.phase = 'prepare' AND p.outcome = 'yes'
        AND NOT EXISTS (SELECT 1 FROM barrier AS d

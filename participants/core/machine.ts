@@ -16,6 +16,10 @@
  * - COMMIT or ABORT of a transaction voted YES: apply it durably, then acknowledge.
  * - ABORT of an unknown transaction: write a tombstone, so a PREPARE that arrives late votes NO.
  * - Duplicates are answered from the barrier without touching the business tables again.
+ * - A finished transaction's barrier rows expire after the barrier retention; the shell then says
+ *   `forgotten` for a transaction older than what it purged. A decision for it was applied before
+ *   it was forgotten (only finished transactions expire), so it is acknowledged; a PREPARE for it
+ *   is far past any deadline and gets NO.
  *
  * Only in-doubt transactions and the ones being executed right now live in memory, so memory does
  * not grow with history. Recovery replays the barrier's in-doubt transactions and queries for each.
@@ -31,6 +35,8 @@
  *   unknown     ABORT          -> apply-decision (tombstone), then ack
  *   voted-no    ABORT          -> ack (nothing is held)
  *   committed   COMMIT, aborted ABORT -> ack again
+ *   forgotten   PREPARE        -> reply NO (older than the barrier's retention)
+ *   forgotten   COMMIT/ABORT   -> ack (applied before it was forgotten)
  *   unknown/voted-no/aborted COMMIT, committed ABORT -> error reply: the peer broke the protocol
  */
 import { assert, unreachable } from '../../common/assert.ts';
@@ -48,7 +54,9 @@ export type StoredStatus =
   | { readonly status: 'voted-yes' }
   | { readonly status: 'voted-no'; readonly reason: string }
   | { readonly status: 'committed' }
-  | { readonly status: 'aborted' };
+  | { readonly status: 'aborted' }
+  /** No rows, and older than the barrier rows purged so far: finished and forgotten. */
+  | { readonly status: 'forgotten' };
 
 export type RequestRef = number;
 
@@ -204,7 +212,8 @@ export class ParticipantMachine {
       return [{ kind: 'apply-decision', requestRef, txId, decision }];
     }
     const settled = decision === 'commit' ? 'committed' : 'aborted';
-    if (status === settled || (status === 'voted-no' && decision === 'abort')) {
+    const done = status === settled || status === 'forgotten';
+    if (done || (status === 'voted-no' && decision === 'abort')) {
       return [this.#reply(requestRef, { kind: 'ack', txId, decision })];
     }
     const text = `${decision} for a transaction that is ${status} here`;
@@ -294,6 +303,13 @@ function voteFromStored(
       return { kind: 'vote', txId, vote: 'no', reason: stored.reason };
     case 'aborted':
       return { kind: 'vote', txId, vote: 'no', reason: 'transaction already aborted here' };
+    case 'forgotten':
+      return {
+        kind: 'vote',
+        txId,
+        vote: 'no',
+        reason: 'transaction older than the barrier retention',
+      };
     default:
       return unreachable(stored, 'stored status');
   }

@@ -247,6 +247,20 @@ test('aborted COMMIT: error reply', (t) => {
   ]);
 });
 
+test('forgotten PREPARE: reply NO, it is far past any deadline', (t) => {
+  const machine = ready(t);
+  t.deepEqual(prepare(machine, { status: 'forgotten' }, 3), [
+    voteNo(3, 'transaction older than the barrier retention'),
+  ]);
+});
+
+test('forgotten COMMIT and ABORT: ack, they were applied before the rows expired', (t) => {
+  const machine = ready(t);
+  t.deepEqual(decide(machine, 'commit', { status: 'forgotten' }), [ackOf(2, 'commit')]);
+  t.deepEqual(decide(machine, 'abort', { status: 'forgotten' }), [ackOf(2, 'abort')]);
+  t.is(machine.inDoubtCount, 0, 'nothing is held for a forgotten transaction');
+});
+
 test('committed ABORT: error reply', (t) => {
   const machine = ready(t);
   t.deepEqual(decide(machine, 'abort', { status: 'committed' }), [
