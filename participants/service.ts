@@ -377,7 +377,10 @@ export class ParticipantService {
     }[];
     if (rows.length === 0) {
       // Transaction ids are ULIDs, which carry their creation time.
-      return decodeTime(txId) < this.#forgottenBefore ? { status: 'forgotten' } : undefined;
+      if (decodeTime(txId) >= this.#forgottenBefore) return undefined;
+      // Rare by nature (a message later than the retention), so worth a line each.
+      this.#options.log.info('forgotten-transaction', { txId });
+      return { status: 'forgotten' };
     }
     if (rows.some((row) => row.phase === 'commit')) return { status: 'committed' };
     if (rows.some((row) => row.phase === 'abort')) return { status: 'aborted' };

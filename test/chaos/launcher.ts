@@ -54,6 +54,8 @@ export interface ChaosStackOptions {
   /** Environment for every service (e.g. test-only mutations). */
   readonly env: Readonly<Record<string, string>>;
   readonly seed: (databases: ParticipantDatabases) => void;
+  /** Flags added to every participant's, e.g. a short barrier retention. */
+  readonly participantFlags?: readonly string[];
 }
 
 export interface Leader {
@@ -86,7 +88,7 @@ export class ChaosStack {
   }
 
   static async start(options: ChaosStackOptions): Promise<ChaosStack> {
-    const { root, rng, env } = options;
+    const { root, rng, env, participantFlags: extraFlags = [] } = options;
     const nats = await startNatsCluster({ dataDir: join(root, 'nats') });
     const cleanup: (() => Promise<void>)[] = [() => nats.stop()];
     try {
@@ -98,7 +100,7 @@ export class ChaosStack {
         links[name] = await ServiceLink.open(name, ports, rng.fork(`link-${name}`));
         cleanup.push(() => links[name].close());
       }
-      const processes = createProcesses(root, files, links, env);
+      const processes = createProcesses(root, files, links, env, extraFlags);
       cleanup.push(() => stopAll(Object.values(processes)));
       await Promise.all(participantNames.map((name) => processes[name].start()));
       for (const instance of coordinatorInstances) await processes[instance].start();
@@ -231,12 +233,17 @@ function createProcesses(
   files: DatabaseFiles,
   links: Readonly<Record<ProcessName, ServiceLink>>,
   env: Readonly<Record<string, string>>,
+  extraParticipantFlags: readonly string[],
 ): Record<ProcessName, ServiceProcess> {
   const participant = (name: ParticipantName): ServiceProcess =>
     new ServiceProcess({
       name,
       entry: 'participants/main.ts',
-      args: ['--name', name, '--nats', links[name].natsFlag, '--db', files[name]],
+      args: [
+        ...['--name', name, '--nats', links[name].natsFlag, '--db', files[name]],
+        ...participantFlags,
+        ...extraParticipantFlags,
+      ],
       logFile: join(root, name, `${name}.log`),
       env,
     });
@@ -256,12 +263,10 @@ function createProcesses(
       logFile: join(root, 'coordinator', `${instance}.log`),
       env,
     });
-  const withFlags = (service: ServiceProcess, flags: readonly string[]): ServiceProcess =>
-    new ServiceProcess({ ...service.spec, args: [...service.spec.args, ...flags] });
   return {
-    bank: withFlags(participant('bank'), participantFlags),
-    vendor: withFlags(participant('vendor'), participantFlags),
-    customer: withFlags(participant('customer'), participantFlags),
+    bank: participant('bank'),
+    vendor: participant('vendor'),
+    customer: participant('customer'),
     'coordinator-1': coordinator('coordinator-1'),
     'coordinator-2': coordinator('coordinator-2'),
   };

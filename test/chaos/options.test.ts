@@ -39,6 +39,8 @@ test('flags are read', (t) => {
     'participant-after-vote',
     '--mutations',
     'ignore-epoch',
+    '--barrier-retention-ms',
+    '3000',
   );
   t.like(options, {
     durationS: 30,
@@ -50,6 +52,7 @@ test('flags are read', (t) => {
     concurrentFaults: 3,
     crashPoints: ['participant-after-vote'],
     mutations: ['ignore-epoch'],
+    barrierRetentionMs: 3_000,
   });
   t.deepEqual(parse('--faults', 'none'), { ...(parse() as object), faults: [] });
   t.is(parse('--help'), 'help');
@@ -67,6 +70,7 @@ const refused: readonly (readonly [string[], string])[] = [
   [['--crash-points', 'after-lunch'], '--crash-points: unknown crash point "after-lunch"'],
   [['--mutations', 'make-it-fast'], '--mutations: unknown mutation "make-it-fast"'],
   [['--dir', ''], '--dir: is empty'],
+  [['--barrier-retention-ms', '999'], '--barrier-retention-ms: must be an integer from 1000 to'],
   [['--bogus'], "Unknown option '--bogus'"],
   [['extra'], "Unexpected argument 'extra'"],
 ];

@@ -25,6 +25,8 @@ export interface ChaosOptions {
   readonly crashPoints: readonly CrashPoint[];
   /** Test-only: deliberate bugs switched on in every service (mutations.ts). */
   readonly mutations: readonly ChaosMutation[];
+  /** The participants' --barrier-retention-ms; their default when undefined. */
+  readonly barrierRetentionMs?: number | undefined;
 }
 
 export class ChaosUsageError extends Error {
@@ -63,6 +65,9 @@ Options:
   --crash-points <list>    crash points the crash-point fault may arm (default: all)
   --dir <path>             the run's directory; must be absent or empty (default: a temp dir)
   --mutations <list>       test only: deliberate bugs to switch on (see docs/chaos.md)
+  --barrier-retention-ms <ms>
+                           the participants' barrier retention, 1000 to 604800000 (default:
+                           theirs, 7 days); short, it makes late decisions meet forgotten rows
   --json                   print the summary as JSON on stdout
   --help                   this text
 
@@ -80,6 +85,7 @@ const flags = {
   'crash-points': { type: 'string' },
   dir: { type: 'string' },
   mutations: { type: 'string' },
+  'barrier-retention-ms': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
@@ -128,6 +134,13 @@ export function parseChaosArgs(
     ),
     crashPoints: crashPointList(string('crash-points')),
     mutations: mutationList(string('mutations')),
+    barrierRetentionMs: integer(
+      'barrier-retention-ms',
+      string('barrier-retention-ms'),
+      1_000,
+      7 * 24 * 60 * 60 * 1_000,
+      undefined,
+    ),
   };
 }
 

@@ -140,6 +140,8 @@ export interface ChaosSummary {
   readonly clients: number;
   readonly faultKinds: readonly string[];
   readonly mutations: readonly string[];
+  /** The participants' barrier retention when the run set one. */
+  readonly barrierRetentionMs?: number;
   readonly runDir: string;
   readonly historyFile: string;
   readonly reportFile: string;

@@ -78,6 +78,9 @@ export async function runChaos(options: ChaosOptions, io: RunIo): Promise<ChaosR
       rng: rng.fork('stack'),
       env,
       seed: (dbs) => (orders = seedChaosWorld(dbs, plan)),
+      ...(options.barrierRetentionMs === undefined
+        ? {}
+        : { participantFlags: ['--barrier-retention-ms', String(options.barrierRetentionMs)] }),
     });
     if (orders === undefined) throw new ChaosRunError('the world was not seeded');
     const baseline = moneyBaseline(stack.files.bank);
@@ -350,6 +353,9 @@ function summarize(input: {
     clients: options.clients,
     faultKinds: options.faults,
     mutations: options.mutations,
+    ...(options.barrierRetentionMs === undefined
+      ? {}
+      : { barrierRetentionMs: options.barrierRetentionMs }),
     runDir: input.runDir,
     historyFile: input.history,
     reportFile: join(input.runDir, 'report.html'),
