@@ -58,14 +58,25 @@ export class Leadership {
   /** Runs terms until stop(); resolves when stopped. Rejects on errors that must stop the process. */
   async run(): Promise<void> {
     let announcedStandby = false;
+    /** The lease failure last logged, so that a lasting outage is one line, not one per poll. */
+    let reported: string | undefined;
     while (!this.#stopped) {
-      const { lease } = this.#options;
+      const { lease, log } = this.#options;
       if (lease && !(await lease.tryAcquire(0))) {
         if (!announcedStandby) this.#announce('standby', undefined);
         announcedStandby = true;
+        const { unavailable } = lease;
+        if (unavailable !== undefined && unavailable !== reported) {
+          log.warn('lease-unavailable', { error: unavailable });
+        } else if (unavailable === undefined && reported !== undefined) {
+          log.info('lease-available');
+        }
+        reported = unavailable;
         await sleep(this.#options.standbyPollMs);
         continue;
       }
+      if (reported !== undefined) log.info('lease-available');
+      reported = undefined;
       if (this.#isStopped()) break;
       await this.#term();
       announcedStandby = false;

@@ -8,6 +8,7 @@
  * lost the lease. The lease only decides who may *try* to lead: safety comes from the epoch fence
  * in the journal (coordinator/adapters/sqlite-journal.ts), which a lease alone cannot give.
  */
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '../../common/nats.ts';
 
@@ -25,6 +26,7 @@ export class NatsLease {
   readonly #kv: KV;
   readonly #options: LeaseOptions;
   #revision: number | undefined;
+  #unavailable: string | undefined;
 
   private constructor(kv: KV, options: LeaseOptions) {
     this.#kv = kv;
@@ -45,14 +47,25 @@ export class NatsLease {
     return this.#options.ttlMs;
   }
 
+  /**
+   * Why the last attempt to take the lease failed, when it was not simply held by another
+   * coordinator: the servers could not answer (a JetStream stream without a leader, a timeout).
+   * While it is set, no coordinator can lead: operators need to see it (docs/failover.md).
+   */
+  get unavailable(): string | undefined {
+    return this.#unavailable;
+  }
+
   /** Takes the lease if nobody holds it. Resolves true when we hold it now. */
   async tryAcquire(epochHint: number): Promise<boolean> {
     try {
       this.#revision = await this.#kv.create(leaseKey, this.#value(epochHint));
+      this.#unavailable = undefined;
       return true;
-    } catch {
+    } catch (error) {
       // Held by someone else, or the servers could not answer: either way we do not hold it.
       this.#revision = undefined;
+      this.#unavailable = isHeldByAnother(error) ? undefined : errorText(error);
       return false;
     }
   }
@@ -84,4 +97,17 @@ export class NatsLease {
   #value(epoch: number): string {
     return JSON.stringify({ holder: this.#options.holder, epoch, at: Date.now() });
   }
+}
+
+/** `create` found a value: the lease is held, which is no failure of the servers. */
+function isHeldByAnother(error: unknown): boolean {
+  const codes: readonly number[] = [
+    JetStreamApiCodes.StreamWrongLastSequence,
+    JetStreamApiCodes.StreamWrongLastSequenceUnknown,
+  ];
+  return error instanceof JetStreamApiError && codes.includes(error.code);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -151,6 +151,31 @@ test('killing the NATS server that leads the lease stream loses nothing', async 
   await ts.assertConsistent(t);
 });
 
+test('without a JetStream quorum the coordinators say the lease is unavailable, then lead again', async (t) => {
+  const ts = await haStack(t);
+  const [, second, third] = ts.stack.nats;
+  await second?.kill();
+  await third?.kill();
+  // One server left of three: the lease's stream has no quorum, so the active coordinator cannot
+  // renew and the standbys cannot take it. They must say why, once, not stand by in silence.
+  const said = (): boolean =>
+    ts.stack.coordinators.every((coordinator) =>
+      coordinator.logTail(200).includes('"event":"lease-unavailable"'),
+    );
+  t.true(await until(said, 20_000), 'every coordinator logs lease-unavailable');
+  await second?.restart();
+  await third?.restart();
+  const leads = async () => (await leader(ts).catch(() => undefined)) !== undefined;
+  t.true(await until(leads, 30_000), 'a coordinator leads again once the quorum is back');
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'), { attemptTimeoutMs: 500 });
+  t.is(outcome.outcome, 'committed');
+  t.true(
+    ts.stack.coordinators.some((c) => c.logTail(200).includes('"event":"lease-available"')),
+    'and the one that takes the lease says so',
+  );
+  await ts.assertConsistent(t);
+});
+
 test('repeated failovers under a stream of payments lose nothing', async (t) => {
   const paymentCount = 60;
   let payments: ReturnType<typeof makeBulkOrders> = [];
