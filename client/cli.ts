@@ -46,7 +46,7 @@ import { runDemo } from './cli-demo.ts';
 import { createOutput, type Output } from './cli-format.ts';
 import { runSend, runStatus } from './cli-send.ts';
 import { runStack } from './cli-stack.ts';
-import type { OrderLine } from '../common/protocol.ts';
+import { idempotencyKeyPattern, type OrderLine } from '../common/protocol.ts';
 import type { Payment } from './index.ts';
 
 const common: Readonly<Record<string, FlagSpec>> = {
@@ -240,7 +240,8 @@ const inspect: Command = {
   },
   async run({ values, positionals }, output) {
     const id = positionals[0] ?? '';
-    if (!/^[A-Za-z0-9_-]{16,64}$/.test(id)) {
+    // A transaction id (a ULID, 26 characters) matches the idempotency key pattern too.
+    if (!idempotencyKeyPattern.test(id)) {
       throw new UsageError(
         `<key|txId> must be a transaction id or an idempotency key, not ${JSON.stringify(id)}`,
         'inspect',

@@ -10,6 +10,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import { errorText } from '../../common/log.ts';
 import type { NatsConnection } from '../../common/nats.ts';
 
 export interface LeaseOptions {
@@ -106,8 +107,4 @@ function isHeldByAnother(error: unknown): boolean {
     JetStreamApiCodes.StreamWrongLastSequenceUnknown,
   ];
   return error instanceof JetStreamApiError && codes.includes(error.code);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

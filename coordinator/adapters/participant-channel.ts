@@ -11,6 +11,7 @@
  * promise, a timer, a token and an Error per message (nats.js builds one even for a request that
  * succeeds): about a quarter of the coordinator's time under load.
  */
+import { errorText } from '../../common/log.ts';
 import { createInbox } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '../../common/nats.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
@@ -87,8 +88,7 @@ export class ParticipantChannel {
     } catch (error) {
       // A closed or draining connection refuses at once; the machine re-sends later.
       this.#waiting.delete(reply);
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      this.#options.onAnswer({ kind: 'failed', participant, sent, error: text });
+      this.#options.onAnswer({ kind: 'failed', participant, sent, error: errorText(error) });
     }
   }
 

@@ -3,6 +3,7 @@
  * every flag). Progress goes to stderr, the summary to stdout (as JSON with --json). Exit codes:
  * 0 no violation, 1 violations, 2 bad usage, 3 the run itself failed, 130 interrupted.
  */
+import { errorText } from '../../common/log.ts';
 import { randomInt } from 'node:crypto';
 import { formatSummary } from './report.ts';
 import { ChaosUsageError, chaosUsage, parseChaosArgs, seedMax } from './options.ts';
@@ -64,8 +65,7 @@ async function main(): Promise<number> {
     return result.violations.length > 0 ? 1 : 0;
   } catch (error) {
     progress.phase('failed');
-    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    process.stderr.write(`chaos: the run failed: ${text}\n`);
+    process.stderr.write(`chaos: the run failed: ${errorText(error)}\n`);
     return interrupt.signal.aborted ? 130 : 3;
   }
 }

@@ -11,6 +11,7 @@
  * `stop` ends every fault at once (each restores what it broke) and returns when all have.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorText } from '../../common/log.ts';
 import {
   coordinatorCrashPoints,
   participantCrashPoints,
@@ -200,7 +201,7 @@ export class Nemesis {
       early = await plan.start();
       history.append('info', plan.kind, 'nemesis', { ...base, phase: 'start' });
     } catch (error) {
-      history.append('info', plan.kind, 'nemesis', { ...base, phase: 'start' }, text(error));
+      history.append('info', plan.kind, 'nemesis', { ...base, phase: 'start' }, errorText(error));
     }
     await this.#pause(plan.durationMs, early?.until);
     history.append('invoke', plan.kind, 'nemesis', { ...base, phase: 'stop' });
@@ -208,7 +209,7 @@ export class Nemesis {
       const result = await plan.stop();
       history.append('info', plan.kind, 'nemesis', { ...base, ...result, phase: 'stop' });
     } catch (error) {
-      history.append('info', plan.kind, 'nemesis', { ...base, phase: 'stop' }, text(error));
+      history.append('info', plan.kind, 'nemesis', { ...base, phase: 'stop' }, errorText(error));
     }
     this.#active.delete(id);
   }
@@ -516,7 +517,7 @@ async function restartNode(node: NatsServerHandle): Promise<Detail> {
     await node.restart();
     return { restarted: true, pid: node.pid };
   } catch (error) {
-    return { restarted: false, error: text(error) };
+    return { restarted: false, error: errorText(error) };
   }
 }
 
@@ -542,10 +543,6 @@ function linkMode(
     case 'link-one-way':
       return { kind: 'one-way', lose: rng.pick(['to-nats', 'from-nats'] as const) };
   }
-}
-
-function text(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /** Every crash point, for `--crash-points` and the default of the `crash-point` fault. */

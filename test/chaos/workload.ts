@@ -13,6 +13,7 @@
  * which the client continues under a new process number. Retry storms (many concurrent requests
  * with one key) are started by the nemesis through `storm`.
  */
+import { errorText } from '../../common/log.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ContinuumClient,
@@ -192,8 +193,7 @@ export class Workload {
         history.append('fail', 'pay', process, { ...value, refused: error.code }, error.message);
         return 'fail';
       }
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      history.append('info', 'pay', process, value, text);
+      history.append('info', 'pay', process, value, errorText(error));
       return 'info';
     }
   }

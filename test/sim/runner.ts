@@ -81,21 +81,33 @@ export function emptyTally(): Tally {
   };
 }
 
+type Counters = Pick<
+  Tally,
+  'steps' | 'virtualMs' | 'committed' | 'abortedByVote' | 'abortedByCoordinator' | 'keyMismatches'
+>;
+
+/** The counters a seed's result and a tally both carry, added into a tally. */
+function addCounters(into: Tally, from: Counters & { readonly faults: Tally['faults'] }): void {
+  into.steps += from.steps;
+  into.virtualMs += from.virtualMs;
+  into.committed += from.committed;
+  into.abortedByVote += from.abortedByVote;
+  into.abortedByCoordinator += from.abortedByCoordinator;
+  into.keyMismatches += from.keyMismatches;
+  addByKind(into.faults, from.faults);
+}
+
+function addByKind(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
+  for (const [kind, count] of Object.entries(from)) into[kind] = (into[kind] ?? 0) + count;
+}
+
 export function addResult(tally: Tally, result: SeedResult): void {
   tally.seedsRun += 1;
-  tally.steps += result.steps;
-  tally.virtualMs += result.virtualMs;
-  tally.committed += result.committed;
-  tally.abortedByVote += result.abortedByVote;
-  tally.abortedByCoordinator += result.abortedByCoordinator;
-  tally.keyMismatches += result.keyMismatches;
-  for (const [kind, count] of Object.entries(result.faults)) {
-    tally.faults[kind] = (tally.faults[kind] ?? 0) + count;
-  }
+  addCounters(tally, result);
   const { violation } = result;
   if (violation === undefined) return;
   tally.violationCount += 1;
-  tally.violationKinds[violation.kind] = (tally.violationKinds[violation.kind] ?? 0) + 1;
+  addByKind(tally.violationKinds, { [violation.kind]: 1 });
   if (tally.violations.length < reportedViolationsMax) {
     tally.violations.push({ seed: result.seed, ...violation, trace: result.trace });
   }
@@ -105,19 +117,9 @@ export function mergeTallies(tallies: readonly Tally[]): Tally {
   const total = emptyTally();
   for (const tally of tallies) {
     total.seedsRun += tally.seedsRun;
-    total.steps += tally.steps;
-    total.virtualMs += tally.virtualMs;
-    total.committed += tally.committed;
-    total.abortedByVote += tally.abortedByVote;
-    total.abortedByCoordinator += tally.abortedByCoordinator;
-    total.keyMismatches += tally.keyMismatches;
-    for (const [kind, count] of Object.entries(tally.faults)) {
-      total.faults[kind] = (total.faults[kind] ?? 0) + count;
-    }
+    addCounters(total, tally);
     total.violationCount += tally.violationCount;
-    for (const [kind, count] of Object.entries(tally.violationKinds)) {
-      total.violationKinds[kind] = (total.violationKinds[kind] ?? 0) + count;
-    }
+    addByKind(total.violationKinds, tally.violationKinds);
     total.violations.push(...tally.violations);
   }
   total.violations.sort((a, b) => a.seed - b.seed);
