@@ -21,7 +21,6 @@
  * `continuum.coordinator.status.<clientId>`, replies come back on `_INBOX_<clientId>.…`, and the
  * NATS server's permissions for the connection's user decide whether it may use them.
  */
-import { monotonicFactory } from 'ulid';
 import {
   connectNats,
   isNoResponders,
@@ -43,6 +42,7 @@ import {
   type StatusReply,
 } from '../common/protocol.ts';
 import { ValidationError } from '../common/errors.ts';
+import { ulidFactory } from '../common/ids.ts';
 import { IntentStore } from './intents.ts';
 
 export type { OutcomeReply, Payment, StatusReply } from '../common/protocol.ts';
@@ -135,7 +135,7 @@ export interface PaymentOptions {
   readonly onEvent?: (event: AttemptEvent) => void;
 }
 
-const newKey = monotonicFactory();
+const newKey = ulidFactory();
 
 /** Generates an idempotency key: a ULID, unique and sortable by creation time. */
 export function newIdempotencyKey(): string {

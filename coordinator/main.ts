@@ -3,10 +3,10 @@
  * Opens (and migrates) the journal and connects to NATS; then, alone or with --lease-bucket among
  * standbys sharing the journal, leads terms until SIGTERM (coordinator/leadership.ts).
  */
-import { monotonicFactory } from 'ulid';
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
 import { armedCrashPoints, armedMutations } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
+import { ulidFactory } from '../common/ids.ts';
 import { announceReady, createLogger, errorText, type Logger } from '../common/log.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import { identifierPattern, participantNames } from '../common/protocol.ts';
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   if (mutations.has('ignore-epoch')) journal.ignoreEpoch();
   const nats = await connectNats({ servers, name: `continuum-${instance}` });
   const lease = await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
-  const newId = monotonicFactory();
+  const newId = ulidFactory();
   const now = (): number => Date.now();
   const leadership = new Leadership({
     journal,
