@@ -143,6 +143,14 @@ export class ParticipantMachine {
     return this.#inDoubt.size;
   }
 
+  /**
+   * Whether this transaction voted YES here and is not decided yet. Such a transaction's barrier
+   * holds its YES vote and no decision, so the shell need not read it back for a decision.
+   */
+  isInDoubt(txId: string): boolean {
+    return this.#inDoubt.has(txId);
+  }
+
   step(input: ParticipantInput): ParticipantEffect[] {
     switch (input.kind) {
       case 'in-doubt-recovered':

@@ -436,3 +436,25 @@ test('recovery finishes only once', (t) => {
   const machine = ready(t);
   t.throws(() => machine.step({ kind: 'recovery-finished', now }), { instanceOf: AssertionError });
 });
+
+test('isInDoubt: from a durable YES (or recovery) until the decision is applied', (t) => {
+  const machine = ready(t);
+  prepare(machine, undefined);
+  t.false(machine.isInDoubt(txId), 'not while the prepare is being executed');
+  machine.step({ kind: 'prepared-locally', now, requestRef: 1, txId, vote: 'yes' });
+  t.true(machine.isInDoubt(txId));
+  t.false(machine.isInDoubt(otherTxId));
+  decide(machine, 'commit', { status: 'voted-yes' });
+  t.true(machine.isInDoubt(txId), 'still in doubt while the decision is being applied');
+  machine.step({ kind: 'decision-applied', now, requestRef: 2, txId, decision: 'commit' });
+  t.false(machine.isInDoubt(txId));
+
+  const refused = ready(t);
+  prepare(refused, undefined);
+  refused.step({ kind: 'prepared-locally', now, requestRef: 1, txId, vote: 'no', reason: 'x' });
+  t.false(refused.isInDoubt(txId), 'a NO vote is never in doubt');
+
+  const recovered = new ParticipantMachine(config);
+  recovered.step({ kind: 'in-doubt-recovered', txId });
+  t.true(recovered.isInDoubt(txId));
+});
