@@ -16,7 +16,7 @@ import {
   type AbortSource,
   type ParticipantName,
 } from '../../common/protocol.ts';
-import type { Transaction } from 'better-sqlite3';
+import Database, { type Transaction } from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import { openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
 import { countCommit, workCounters } from '../../common/stats.ts';
@@ -158,18 +158,28 @@ export class SqliteJournal {
     s.append.run(record.txId, record.kind, JSON.stringify(record), now, this.#epoch ?? 0);
     switch (record.kind) {
       case 'begin': {
-        // An expired key may be reused for a new payment: its old payment gives way first, with
-        // its records (the purge starts from `payments` and would never find them otherwise).
-        const cutoff = now - this.retentionMs;
-        const released = s.releaseExpiredKey.get(record.clientId, record.idempotencyKey, cutoff);
-        if (typeof released === 'string') s.purgeRecords.run(released);
-        s.claim.run(
-          record.txId,
-          record.clientId,
-          record.idempotencyKey,
-          record.fingerprint,
-          record.createdAt,
-        );
+        const claim = (): void => {
+          s.claim.run(
+            record.txId,
+            record.clientId,
+            record.idempotencyKey,
+            record.fingerprint,
+            record.createdAt,
+          );
+        };
+        try {
+          claim();
+        } catch (error) {
+          if (!isUniqueViolation(error)) throw error;
+          // An expired key may be reused for a new payment: its old payment gives way, with its
+          // records (the purge starts from `payments` and would never find them otherwise).
+          // Looked for only when the claim collides, so the usual begin costs one statement.
+          const cutoff = now - this.retentionMs;
+          const released = s.releaseExpiredKey.get(record.clientId, record.idempotencyKey, cutoff);
+          if (typeof released !== 'string') throw error;
+          s.purgeRecords.run(released);
+          claim();
+        }
         return;
       }
       case 'decided': {
@@ -364,4 +374,9 @@ function readParticipants(value: unknown): ParticipantName[] {
     }
     return name as ParticipantName;
   });
+}
+
+/** SQLite refused a row because its key is taken (a failed statement leaves the transaction). */
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code === 'SQLITE_CONSTRAINT_UNIQUE';
 }

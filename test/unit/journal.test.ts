@@ -349,3 +349,25 @@ test('a key reused after its retention period takes its old payment and records 
   t.deepEqual(txIds('payments'), [txB, txC], 'the old payment gave way to the new one');
   t.deepEqual(txIds('journal'), [txB, txC], 'and no record of the old one is left behind');
 });
+
+test('a key still within its retention period is never taken over', (t) => {
+  const { journal, raw } = openFixture(t);
+  journal.append([begin(txA, 'key-a-0000000001'), committed(txA), completed(txA)], createdAt);
+  const withinRetention = createdAt + 30 + retentionMs - 1;
+  const error = t.throws(
+    () =>
+      journal.append(
+        [{ ...begin(txC, 'key-a-0000000001'), createdAt: withinRetention }],
+        withinRetention,
+      ),
+    { any: true },
+  );
+  t.regex(String(error), /UNIQUE/);
+  const rows = raw.prepare('SELECT tx_id, state FROM payments').all();
+  t.deepEqual(rows, [{ tx_id: txA, state: 'committed' }], 'the old payment stays');
+  t.deepEqual(
+    raw.prepare('SELECT DISTINCT tx_id FROM journal').pluck().all(),
+    [txA],
+    'and the failed batch left no record',
+  );
+});
