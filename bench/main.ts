@@ -2,7 +2,7 @@
  * `npm run bench -- [<benchmark>] [--json] [options]`: benchmarks that print figures. Speed targets
  * are checked here, never in timed tests.
  *
- * - `throughput [--quick] [--only <level>] [--profile]` (the default): payments per second and
+ * - `throughput [--quick] [--only <level>[,<level>...]] [--profile]` (the default): payments per second and
  *   latency at several loads against the messaging and storage bounds measured in the same run,
  *   with a chart (docs/performance.md).
  * - `throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]`: one offered rate for a
@@ -70,7 +70,7 @@ async function throughput(values: Values): Promise<void> {
   if (profileDirectory !== undefined) mkdirSync(profileDirectory, { recursive: true });
   const quick = values['quick'] === true;
   process.stderr.write(`throughput${quick ? ' (quick)' : ''}: bounds, then each level\n`);
-  const only = typeof values['only'] === 'string' ? values['only'] : undefined;
+  const only = typeof values['only'] === 'string' ? values['only'].split(',') : undefined;
   const result = await runThroughput({ quick, profileDirectory, only });
   const file = saveResult('throughput', result);
   const chart = file.replace(/\.json$/, '.svg');

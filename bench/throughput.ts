@@ -75,8 +75,11 @@ export interface LevelResult extends LevelSpec {
 
 export interface ThroughputOptions {
   readonly quick: boolean;
-  /** Run only the levels whose name contains this text (e.g. `c=64 all`); all when undefined. */
-  readonly only: string | undefined;
+  /**
+   * Run only the levels whose name contains one of these texts (e.g. `c=64 all`); all when
+   * undefined.
+   */
+  readonly only: readonly string[] | undefined;
   /** Write a CPU profile of every service into this directory (bench/cpu-profile-hook.ts). */
   readonly profileDirectory: string | undefined;
 }
@@ -144,7 +147,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     });
     const levels: LevelResult[] = [];
     const specs = levelSpecs().filter(
-      (spec) => options.only === undefined || levelName(spec).includes(options.only),
+      (spec) => options.only?.some((text) => levelName(spec).includes(text)) ?? true,
     );
     for (const spec of specs) levels.push(await bench.level(spec, timing));
     const violations = await bench.check();
