@@ -2,7 +2,8 @@
  * The physical bounds of this machine, measured in the same run as the payments:
  *
  * - Messaging: NATS request/replies per second through the same nats-server, answered by an echo
- *   service in three processes (a queue group) and driven by this process, the same load
+ *   service in four processes (a queue group: as many as the services that answer a payment's
+ *   requests, the coordinator and three participants) and driven by this process, the same load
  *   generator the payments use. A payment needs 7 request/replies (docs/protocol.md), so this
  *   rate divided by 7 is the most payments per second the messaging alone would allow.
  * - Storage: SQLite forced commits per second, a loop of single-row write transactions with
@@ -23,7 +24,8 @@ import { cpuTimeMs } from './probes.ts';
 /** Request/replies one committed payment needs: 1 client, 3 PREPARE, 3 COMMIT. */
 export const requestRepliesPerPayment = 7;
 
-export const echoProcessCount = 3;
+/** As many responders as the payment stack has: the coordinator and three participants. */
+export const echoProcessCount = 4;
 
 export interface EchoLevel {
   readonly concurrency: number;

@@ -187,7 +187,7 @@ export function chartInput(result: ThroughputResult): ChartInput {
           `max ${l.window.latency.maxMs} ms`,
       ),
       `Bounds in the same run: ${thousands(bounds.messaging.requestRepliesPerSecond)} NATS ` +
-        `request/replies/s (echo in 3 processes) ÷ 7 = ` +
+        `request/replies/s (echo in ${bounds.messaging.echoProcesses} processes) ÷ 7 = ` +
         `${thousands(bounds.messaging.paymentsPerSecond)} payments/s; ` +
         `${thousands(bounds.storage.forcedCommitsPerSecond)} SQLite forced commits/s (WAL, FULL).`,
       `Ratio of peak payments/s to the messaging bound: ${boundRatio(result)}.`,
