@@ -52,6 +52,13 @@ export interface WindowResult {
   readonly latency: LatencySummary;
   /** Open loop only: arrivals the generator could not start because too many were in flight. */
   readonly dropped: number;
+  /** When the window began, in epoch ms (to set other processes' events against it). */
+  readonly startedAtEpochMs: number;
+  /**
+   * Open loop only: every counted payment as [scheduled time after the window's start, latency],
+   * both in ms, in the order they were scheduled: latency over time.
+   */
+  readonly samples?: readonly (readonly [number, number])[];
 }
 
 export interface LoopOptions {
@@ -77,14 +84,25 @@ async function pay(client: ContinuumClient, payment: Payment): Promise<'committe
   return outcome.outcome;
 }
 
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
 function record(tally: Tally, result: 'committed' | 'aborted' | 'failed', ms: number): void {
   tally[result] += 1;
   tally.latenciesMs.push(ms);
 }
 
-function windowResult(tally: Tally, seconds: number, dropped: number): WindowResult {
+function windowResult(
+  tally: Tally,
+  seconds: number,
+  dropped: number,
+  windowStart: number,
+): WindowResult {
   const { committed, aborted, failed } = tally;
-  return { seconds, committed, aborted, failed, latency: summarize(tally.latenciesMs), dropped };
+  const latency = summarize(tally.latenciesMs);
+  const startedAtEpochMs = performance.timeOrigin + windowStart;
+  return { seconds, committed, aborted, failed, latency, dropped, startedAtEpochMs };
 }
 
 /** `concurrency` clients, each paying one order after another, until the window ends. */
@@ -118,7 +136,7 @@ export async function closedLoop(
   await options.onWindow('end');
   stopped = true;
   await workers;
-  return windowResult(tally, seconds, 0);
+  return windowResult(tally, seconds, 0, windowStart);
 }
 
 /** In-flight payments the open loop allows before it counts new arrivals as dropped. */
@@ -129,12 +147,17 @@ export const openLoopInFlightMax = 20_000;
  * window counts, with its latency from its scheduled time; the loop waits for all of them.
  */
 export async function openLoop(
-  options: LoopOptions & { readonly ratePerSecond: number },
+  options: LoopOptions & {
+    readonly ratePerSecond: number;
+    /** Keep every payment's latency with its time (`samples`); off for long runs. */
+    readonly keepSamples?: boolean;
+  },
 ): Promise<WindowResult> {
   const { client, nextPayment, warmupMs, measureMs } = options;
   const intervalMs = 1_000 / options.ratePerSecond;
   const tally: Tally = { committed: 0, aborted: 0, failed: 0, latenciesMs: [] };
   const inFlight = new Set<Promise<void>>();
+  const samples: (readonly [number, number])[] = [];
   let dropped = 0;
   let windowStart = Number.POSITIVE_INFINITY;
   let windowEnd = Number.POSITIVE_INFINITY;
@@ -144,10 +167,15 @@ export async function openLoop(
       if (counted) dropped += 1;
       return;
     }
-    const done = pay(client, nextPayment()).then(
-      (result) => (counted ? record(tally, result, performance.now() - scheduledAt) : undefined),
-      () => (counted ? record(tally, 'failed', performance.now() - scheduledAt) : undefined),
-    );
+    const settle = (result: 'committed' | 'aborted' | 'failed'): void => {
+      if (!counted) return;
+      const latencyMs = performance.now() - scheduledAt;
+      record(tally, result, latencyMs);
+      if (options.keepSamples === true) {
+        samples.push([round2(scheduledAt - windowStart), round2(latencyMs)]);
+      }
+    };
+    const done = pay(client, nextPayment()).then(settle, () => settle('failed'));
     const tracked = done.finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
   };
@@ -172,5 +200,8 @@ export async function openLoop(
   await scheduler;
   await Promise.all(inFlight);
   await options.onWindow('end');
-  return windowResult(tally, measureMs / 1_000, dropped);
+  const result = windowResult(tally, measureMs / 1_000, dropped, windowStart);
+  if (options.keepSamples !== true) return result;
+  samples.sort((a, b) => a[0] - b[0]);
+  return { ...result, samples };
 }

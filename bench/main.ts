@@ -23,7 +23,8 @@ import { runFailover } from './failover.ts';
 import { formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
 import { soakBenchmark } from './soak.ts';
-import { runThroughput } from './throughput.ts';
+import { runThroughput, type LevelResult, type ThroughputResult } from './throughput.ts';
+import { renderTimeline } from './timeline-chart.ts';
 import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
 
@@ -75,6 +76,7 @@ async function throughput(values: Values): Promise<void> {
   const file = saveResult('throughput', result);
   const chart = file.replace(/\.json$/, '.svg');
   writeFileSync(chart, renderChart(chartInput(result)));
+  const timeline = writeTimeline(result, file.replace(/\.json$/, '-open-loop.svg'));
   if (values['json'] === true) {
     console.log(JSON.stringify(result));
   } else {
@@ -83,8 +85,27 @@ async function throughput(values: Values): Promise<void> {
       for (const line of formatProfile(summary)) console.log(line);
     console.log(`result: ${file}`);
     console.log(`chart: ${chart}`);
+    if (timeline !== undefined) console.log(`open loop over time: ${timeline}`);
   }
   if (result.violations.length > 0) process.exitCode = 1;
+}
+
+/** The fastest open-loop level over time (bench/timeline-chart.ts); undefined without one. */
+function writeTimeline(result: ThroughputResult, file: string): string | undefined {
+  const open = result.levels.filter((level) => level.loop === 'open');
+  const fastest = open.reduce<LevelResult | undefined>(
+    (best, level) => (best === undefined || level.load > best.load ? level : best),
+    undefined,
+  );
+  if (fastest === undefined) return undefined;
+  const { machine } = result;
+  const subtitle =
+    `commit ${machine.commit}, ${machine.cores} cores, one nats-server, every vote and decision ` +
+    `fsynced; ${fastest.window.samples?.length ?? 0} payments in ${fastest.window.seconds} s`;
+  const svg = renderTimeline({ level: fastest, subtitle, targetP99Ms: 10 });
+  if (svg === undefined) return undefined;
+  writeFileSync(file, svg);
+  return file;
 }
 
 async function soak(values: Values): Promise<void> {

@@ -140,6 +140,9 @@ export function formatResult(result: ThroughputResult): string[] {
     header,
     ...result.levels.map(levelRow),
     '',
+    "garbage collection during the window (pauses, ms in total) and the open loops' slowest 1 %:",
+    ...result.levels.map(gcRow),
+    '',
     'targets (issue 8):',
     ...checkTargets(result).map(
       (check) =>
@@ -148,6 +151,22 @@ export function formatResult(result: ThroughputResult): string[] {
     `invariant violations: ${result.violations.length}`,
     ...result.violations.map((violation) => `  ${violation}`),
   ];
+}
+
+function gcRow(level: LevelResult): string {
+  const gc = Object.entries(level.gc)
+    .map(([name, { pauses, ms }]) => `${name} ${pauses}/${ms.toFixed(0)}`)
+    .join('  ');
+  const { tail } = level;
+  if (tail === undefined) return `  ${level.name.padEnd(25)} ${gc}`;
+  const longest = tail.pauses.reduce((max, pause) => Math.max(max, pause.ms), 0);
+  const share = (part: number, whole: number): string =>
+    `${Math.round((part / Math.max(1, whole)) * 100)} %`;
+  return (
+    `  ${level.name.padEnd(25)} ${gc}; pauses of 1 ms or more overlapped ` +
+    `${share(tail.slowDuringPause, tail.slow)} of the payments at or above p99 and ` +
+    `${share(tail.allDuringPause, tail.all)} of all (longest ${longest.toFixed(1)} ms)`
+  );
 }
 
 export function chartInput(result: ThroughputResult): ChartInput {

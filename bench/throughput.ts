@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ContinuumClient } from '../client/index.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import type { Payment } from '../common/protocol.ts';
-import type { ServiceStats } from '../common/stats.ts';
+import { gcCounters, watchGc, type GcKind, type ServiceStats } from '../common/stats.ts';
 import { openDatabase } from '../common/sqlite.ts';
 import { checkInvariants, moneyBaseline, waitUntilSettled } from '../ops/checker.ts';
 import { projectRoot } from '../ops/service-process.ts';
@@ -39,6 +39,17 @@ import { progress } from './report.ts';
 
 export const serviceNames: readonly ServiceName[] = ['coordinator', 'bank', 'vendor', 'customer'];
 export type ProcessName = 'nats' | ServiceName | 'loader';
+/** The processes that run JavaScript, and so collect garbage. */
+export type NodeProcessName = ServiceName | 'loader';
+const nodeProcessNames: readonly NodeProcessName[] = [...serviceNames, 'loader'];
+
+/** A garbage-collection pause during an open-loop window, at ms after the window's start. */
+export interface WindowPause {
+  readonly process: NodeProcessName;
+  readonly atMs: number;
+  readonly ms: number;
+  readonly kind: GcKind;
+}
 export const processNames: readonly ProcessName[] = ['nats', ...serviceNames, 'loader'];
 
 export type Variant = 'all-commit' | 'no-10pct';
@@ -70,6 +81,20 @@ export interface LevelResult extends LevelSpec {
     readonly inMsgs: number;
     readonly outMsgs: number;
     readonly bytes: number;
+  };
+  /** Garbage-collection pauses during the window, per process: how many and their total ms. */
+  readonly gc: Readonly<Record<NodeProcessName, { pauses: number; ms: number }>>;
+  /**
+   * Open loop only: the pauses of 1 ms or more in any process while the window's payments ran,
+   * and how many of the slowest 1 % of payments (at or above p99) were in flight during one.
+   */
+  readonly tail?: {
+    readonly pauses: readonly WindowPause[];
+    readonly slow: number;
+    readonly slowDuringPause: number;
+    /** The same count over all the window's payments, for comparison. */
+    readonly all: number;
+    readonly allDuringPause: number;
   };
 }
 
@@ -127,6 +152,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     ? { warmupMs: 1_000, measureMs: 3_000, echoWarmupMs: 500, echoMs: 2_000, sqliteMs: 1_000 }
     : { warmupMs: 3_000, measureMs: 10_000, echoWarmupMs: 1_000, echoMs: 5_000, sqliteMs: 3_000 };
   const machine = machineInfo();
+  watchGc();
   const stack = await startBenchStack(options.profileDirectory);
   const names = new Map(serviceNames.map((name) => [pidOf(stack, name), name] as const));
   const bench = await BenchRun.open(stack);
@@ -145,6 +171,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       measureMs: timing.echoMs,
       progress,
     });
+    // The first /varz read loads Node's fetch (undici): tens of milliseconds with this process's
+    // event loop blocked. Inside a level's snapshot that stall would hold back the open loop's
+    // arrivals and release them as a burst at the window's start, so take it here, unmeasured.
+    await bench.snapshot('start');
     const levels: LevelResult[] = [];
     const specs = levelSpecs().filter(
       (spec) => options.only?.some((text) => levelName(spec).includes(text)) ?? true,
@@ -209,6 +239,8 @@ interface Snapshot {
   readonly cpuMs: Readonly<Record<ProcessName, number>>;
   readonly nats: NatsCounts;
   readonly stats: Readonly<Record<ServiceName, ServiceStats>>;
+  /** This process's own GC counts (the services' are in their stats). */
+  readonly loaderGc: { readonly count: number; readonly ms: number };
 }
 
 /** The stack under test, a client, a connection for probes and the orders to pay. */
@@ -309,7 +341,7 @@ export class BenchRun {
     const window =
       spec.loop === 'closed'
         ? await closedLoop({ ...loop, concurrency: spec.load })
-        : await openLoop({ ...loop, ratePerSecond: spec.load });
+        : await openLoop({ ...loop, ratePerSecond: spec.load, keepSamples: true });
     if (supply.exhausted)
       throw new OrdersExhaustedError(`${name} ran out of orders; raise the ceiling`);
     const [before, after] = snapshots;
@@ -336,15 +368,17 @@ export class BenchRun {
       Object.fromEntries(
         processNames.map((name) => [name, cpuTimeMs(pidOf(this.stack, name))]),
       ) as Record<ProcessName, number>;
+    const loaderGc = (): Snapshot['loaderGc'] => ({ count: gcCounters.count, ms: gcCounters.ms });
     if (edge === 'start') {
       const stats = await readStats();
       const nats = await natsCounts(httpPort);
-      return { at: performance.now(), cpuMs: readCpu(), nats, stats };
+      return { at: performance.now(), cpuMs: readCpu(), nats, stats, loaderGc: loaderGc() };
     }
     const at = performance.now();
     const cpuMs = readCpu();
+    const gc = loaderGc();
     const nats = await natsCounts(httpPort);
-    return { at, cpuMs, nats, stats: await readStats() };
+    return { at, cpuMs, nats, stats: await readStats(), loaderGc: gc };
   }
 
   /**
@@ -391,6 +425,20 @@ function levelResult(
       return [name, Math.round((delta(name, 'inputs') / batches) * 10) / 10];
     }),
   ) as Record<ServiceName, number>;
+  const gcDelta = (name: NodeProcessName): { pauses: number; ms: number } => {
+    const [from, to] =
+      name === 'loader'
+        ? [before.loaderGc, after.loaderGc]
+        : [
+            { count: before.stats[name].gcCount, ms: before.stats[name].gcMs },
+            { count: after.stats[name].gcCount, ms: after.stats[name].gcMs },
+          ];
+    return { pauses: to.count - from.count, ms: Math.round((to.ms - from.ms) * 10) / 10 };
+  };
+  const gc = Object.fromEntries(nodeProcessNames.map((name) => [name, gcDelta(name)])) as Record<
+    NodeProcessName,
+    { pauses: number; ms: number }
+  >;
   const cpuTotal = processNames.reduce(
     (sum, name) => sum + after.cpuMs[name] - before.cpuMs[name],
     0,
@@ -418,6 +466,48 @@ function levelResult(
           payments,
       ),
     },
+    gc,
+    ...(window.samples === undefined ? {} : { tail: tailOf(window, after) }),
+  };
+}
+
+/**
+ * The pauses of every JavaScript process while an open loop's counted payments ran, and how many
+ * of its slowest payments (at or above p99) overlapped one.
+ */
+function tailOf(window: WindowResult, after: Snapshot): NonNullable<LevelResult['tail']> {
+  const samples = window.samples ?? [];
+  const start = window.startedAtEpochMs;
+  const endMs = samples.reduce((end, [atMs, latencyMs]) => Math.max(end, atMs + latencyMs), 0);
+  const recent = (name: NodeProcessName) =>
+    name === 'loader' ? gcCounters.recent : after.stats[name].gcRecent;
+  const pauses = nodeProcessNames
+    .flatMap((process) =>
+      recent(process).map(([at, ms, kind]) => ({ process, atMs: at - start, ms, kind })),
+    )
+    .filter((pause) => pause.atMs + pause.ms >= 0 && pause.atMs <= endMs)
+    .map((pause) => ({ ...pause, atMs: Math.round(pause.atMs * 10) / 10 }))
+    .sort((a, b) => a.atMs - b.atMs);
+  return { pauses, ...pauseOverlaps(samples, window.latency.p99Ms, pauses) };
+}
+
+/**
+ * How many payments ([scheduled at, latency] in ms) were in flight while some pause ran, among
+ * those at or above `p99Ms` and among all.
+ */
+export function pauseOverlaps(
+  samples: readonly (readonly [number, number])[],
+  p99Ms: number,
+  pauses: readonly { readonly atMs: number; readonly ms: number }[],
+): { slow: number; slowDuringPause: number; all: number; allDuringPause: number } {
+  const duringPause = ([atMs, latencyMs]: readonly [number, number]): boolean =>
+    pauses.some((pause) => pause.atMs < atMs + latencyMs && pause.atMs + pause.ms > atMs);
+  const slowest = samples.filter(([, latencyMs]) => latencyMs >= p99Ms);
+  return {
+    slow: slowest.length,
+    slowDuringPause: slowest.filter(duringPause).length,
+    all: samples.length,
+    allDuringPause: samples.filter(duringPause).length,
   };
 }
 

@@ -3,10 +3,10 @@
  * (under `synchronous=FULL` each is one fsync of the WAL: a forced write), the batches its shell
  * handled and the inputs in them. Counting costs an increment and is always on; exposing the
  * counts is opt-in: with `CONTINUUM_STATS=1` a service answers any request on
- * `continuum.stats.<service>` with the counts and its memory. Off by default, so production
- * subscribes to nothing extra.
+ * `continuum.stats.<service>` with the counts, its memory and its garbage-collection pauses. Off
+ * by default, so production subscribes to nothing extra and observes no GC.
  */
-import { performance } from 'node:perf_hooks';
+import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import type { NatsConnection, Subscription } from './nats.ts';
 
 export interface WorkCounters {
@@ -33,6 +33,53 @@ export function statsSubject(service: string): string {
   return `continuum.stats.${service}`;
 }
 
+export type GcKind = 'minor' | 'major' | 'incremental' | 'weak';
+
+/** One garbage-collection pause: when it began (epoch ms), how long it took (ms), its kind. */
+export type GcPause = readonly [atMs: number, durationMs: number, kind: GcKind];
+
+export interface GcCounters {
+  /** Pauses since the watch started, and their total length in ms. */
+  count: number;
+  ms: number;
+  /** The most recent pauses of at least `gcRecentMinMs`, oldest first, at most `gcRecentMax`. */
+  readonly recent: GcPause[];
+}
+
+const gcRecentMax = 4_096;
+const gcRecentMinMs = 1;
+
+/** This process's garbage-collection pauses, once `watchGc()` has started counting them. */
+export const gcCounters: GcCounters = { count: 0, ms: 0, recent: [] };
+let gcObserver: PerformanceObserver | undefined;
+
+function gcKind(kind: number | undefined): GcKind {
+  if (kind === constants.NODE_PERFORMANCE_GC_MINOR) return 'minor';
+  if (kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL) return 'incremental';
+  if (kind === constants.NODE_PERFORMANCE_GC_WEAKCB) return 'weak';
+  return 'major';
+}
+
+/**
+ * Counts this process's garbage-collection pauses from now on (once; later calls do nothing). A
+ * pause stops the event loop like a long fsync does, so the benchmark sets them beside latency.
+ */
+export function watchGc(): void {
+  if (gcObserver !== undefined) return;
+  gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gcCounters.count += 1;
+      gcCounters.ms += entry.duration;
+      if (entry.duration < gcRecentMinMs) continue;
+      const { detail } = entry as { detail?: { kind?: number } };
+      const kind = gcKind(detail?.kind);
+      gcCounters.recent.push([performance.timeOrigin + entry.startTime, entry.duration, kind]);
+      if (gcCounters.recent.length > gcRecentMax) gcCounters.recent.shift();
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+}
+
 /** What a service answers on its stats subject. */
 export interface ServiceStats extends WorkCounters {
   readonly service: string;
@@ -41,6 +88,9 @@ export interface ServiceStats extends WorkCounters {
   readonly heapUsedBytes: number;
   /** Transactions held in memory: in flight at the coordinator, in doubt at a participant. */
   readonly inMemory: number;
+  readonly gcCount: number;
+  readonly gcMs: number;
+  readonly gcRecent: readonly GcPause[];
 }
 
 /** With CONTINUUM_STATS=1, answers stats requests for this service; undefined when off. */
@@ -50,6 +100,7 @@ export function serveStats(
   inMemory: () => number,
 ): Subscription | undefined {
   if (process.env['CONTINUUM_STATS'] !== '1') return undefined;
+  watchGc();
   return nats.subscribe(statsSubject(service), {
     callback: (_error, msg) => {
       const memory = process.memoryUsage();
@@ -60,6 +111,9 @@ export function serveStats(
         rssBytes: memory.rss,
         heapUsedBytes: memory.heapUsed,
         inMemory: inMemory(),
+        gcCount: gcCounters.count,
+        gcMs: gcCounters.ms,
+        gcRecent: gcCounters.recent,
       };
       msg.respond(JSON.stringify(stats));
     },
