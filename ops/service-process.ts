@@ -15,9 +15,9 @@ export const projectRoot = fileURLToPath(new URL('../', import.meta.url));
  * How every service process is started. `--single-threaded-gc`: V8's parallel and concurrent GC
  * helpers are threads that must be scheduled before a pause can end, and with six busy processes
  * on two cores they often are not; collecting on the main thread alone cut the open loop's p99 at
- * 1,000 payments/s from 17.6–18.9 to 13.6–13.8 ms, with no loss of throughput
- * (docs/performance.md). On a machine with cores to spare per service, parallel GC is the better
- * default.
+ * 1,000 payments/s from 17.6–18.9 to 13.6–13.8 ms in short runs (less in full benchmark runs),
+ * with no loss of throughput (docs/performance.md). On a machine with cores to spare per service,
+ * parallel GC is the better default.
  */
 export const nodeFlags: readonly string[] = ['--single-threaded-gc', '--import', 'tsx'];
 
