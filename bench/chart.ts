@@ -37,13 +37,13 @@ const panelHeight = 300;
 const panelWidth = 380;
 const leftPanelX = 80;
 const rightPanelX = 570;
-const font = 'font-family="DejaVu Sans, Arial, Helvetica, sans-serif"';
+export const font = 'font-family="DejaVu Sans, Arial, Helvetica, sans-serif"';
 
-function escapeXml(text: string): string {
+export function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function text(
+export function text(
   x: number,
   y: number,
   content: string,
@@ -55,13 +55,13 @@ function text(
   return `<text ${position} ${font} font-size="${size}" text-anchor="${anchor}" ${attributes}>${escapeXml(content)}</text>`;
 }
 
-function line(x1: number, y1: number, x2: number, y2: number, attributes: string): string {
+export function line(x1: number, y1: number, x2: number, y2: number, attributes: string): string {
   const ends = `x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}"`;
   return `<line ${ends} ${attributes}/>`;
 }
 
 /** Round tick steps (1, 2, 5 × 10^n) giving about `count` ticks from 0 to max. */
-function linearTicks(max: number, count = 5): number[] {
+export function linearTicks(max: number, count = 5): number[] {
   const raw = max / count;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = ([1, 2, 5, 10].find((m) => m * magnitude >= raw) ?? 10) * magnitude;

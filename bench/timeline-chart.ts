@@ -6,6 +6,7 @@
  * spread evenly (queueing) or come in bursts, and what each burst lines up with.
  */
 import type { GcKind } from '../common/stats.ts';
+import { font, line, linearTicks, text } from './chart.ts';
 import type { LevelResult, NodeProcessName } from './throughput.ts';
 
 const width = 1_000;
@@ -17,7 +18,6 @@ const laneTop = plotTop + plotHeight + 40;
 const laneHeight = 16;
 const lanes: readonly NodeProcessName[] = ['coordinator', 'bank', 'vendor', 'customer', 'loader'];
 const bucketMs = 20;
-const font = 'font-family="DejaVu Sans, Arial, Helvetica, sans-serif"';
 const kindColors: Readonly<Record<GcKind, string>> = {
   major: '#c0392b',
   incremental: '#e67e22',
@@ -25,23 +25,11 @@ const kindColors: Readonly<Record<GcKind, string>> = {
   weak: '#bdc3c7',
 };
 
-function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function text(x: number, y: number, content: string, size = 12, anchor = 'middle'): string {
-  const at = `x="${x.toFixed(1)}" y="${y.toFixed(1)}"`;
-  return `<text ${at} ${font} font-size="${size}" text-anchor="${anchor}" fill="#222">${escapeXml(content)}</text>`;
-}
-
-function line(x1: number, y1: number, x2: number, y2: number, attributes: string): string {
-  const ends = `x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}"`;
-  return `<line ${ends} ${attributes}/>`;
-}
-
-function niceCeiling(value: number): number {
-  const steps = [5, 10, 20, 25, 40, 50, 80, 100, 150, 200, 300, 500, 1_000, 2_000, 5_000];
-  return steps.find((step) => step >= value) ?? Math.ceil(value / 1_000) * 1_000;
+/** The top of the latency axis: the last of its round ticks at or above `value`. */
+function axisTop(value: number): number {
+  const ticks = linearTicks(value);
+  const last = ticks.at(-1) ?? value;
+  return last >= value ? last : last + (ticks[1] ?? value);
 }
 
 /** Fastest, median and slowest latency of the payments scheduled in each 20 ms. */
@@ -77,7 +65,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
   if (samples === undefined || tail === undefined || samples.length === 0) return undefined;
   const spanMs = level.window.seconds * 1_000;
   const { p50Ms, p99Ms, maxMs } = level.window.latency;
-  const yMax = niceCeiling(Math.max(maxMs, targetP99Ms) * 1.05);
+  const yMax = axisTop(Math.max(maxMs, targetP99Ms) * 1.05);
   const x = (ms: number): number =>
     plotX + (Math.min(Math.max(ms, 0), spanMs) / spanMs) * plotWidth;
   const y = (ms: number): number => plotTop + plotHeight - (ms / yMax) * plotHeight;
@@ -90,16 +78,16 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
       width / 2,
       28,
       `Open loop at ${level.load.toLocaleString('en-US')} payments/s: every payment's latency over time, and GC pauses`,
+      '',
       16,
     ),
-    text(width / 2, 48, subtitle, 11),
+    text(width / 2, 48, subtitle, '', 11),
   );
   // Axes and grid.
-  for (let tick = 0; tick <= 5; tick += 1) {
-    const ms = (yMax / 5) * tick;
+  for (const ms of linearTicks(yMax)) {
     parts.push(
       line(plotX, y(ms), plotX + plotWidth, y(ms), 'stroke="#eee"'),
-      text(plotX - 8, y(ms) + 4, `${ms}`, 11, 'end'),
+      text(plotX - 8, y(ms) + 4, `${ms}`, '', 11, 'end'),
     );
   }
   const seconds = Math.round(spanMs / 1_000);
@@ -112,7 +100,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
         plotTop + plotHeight + 4,
         'stroke="#444"',
       ),
-      text(x(s * 1_000), plotTop + plotHeight + 17, `${s}`, 11),
+      text(x(s * 1_000), plotTop + plotHeight + 17, `${s}`, '', 11),
     );
   }
   parts.push(
@@ -123,6 +111,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
       plotX + plotWidth / 2,
       plotTop + plotHeight + 32,
       'scheduled at, s after the window began',
+      '',
       12,
     ),
   );
@@ -137,7 +126,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
   // p99 and its target.
   parts.push(
     line(plotX, y(p99Ms), plotX + plotWidth, y(p99Ms), 'stroke="#1f6fb4" stroke-dasharray="6 3"'),
-    text(plotX + plotWidth - 4, y(p99Ms) - 4, `p99 ${p99Ms} ms (p50 ${p50Ms} ms)`, 11, 'end'),
+    text(plotX + plotWidth - 4, y(p99Ms) - 4, `p99 ${p99Ms} ms (p50 ${p50Ms} ms)`, '', 11, 'end'),
     line(
       plotX,
       y(targetP99Ms),
@@ -145,14 +134,14 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
       y(targetP99Ms),
       'stroke="#2e8b57" stroke-dasharray="2 3"',
     ),
-    text(plotX + 4, y(targetP99Ms) - 4, `target p99 ${targetP99Ms} ms`, 11, 'start'),
+    text(plotX + 4, y(targetP99Ms) - 4, `target p99 ${targetP99Ms} ms`, '', 11, 'start'),
   );
   // GC lanes.
   lanes.forEach((process, index) => {
     const top = laneTop + index * laneHeight;
     parts.push(
       `<rect x="${plotX}" y="${top + 2}" width="${plotWidth}" height="${laneHeight - 4}" fill="#f6f6f6"/>`,
-      text(plotX - 8, top + laneHeight - 4, process, 11, 'end'),
+      text(plotX - 8, top + laneHeight - 4, process, '', 11, 'end'),
     );
     for (const pause of tail.pauses) {
       if (pause.process !== process) continue;
@@ -164,7 +153,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
     }
   });
   const legendY = laneTop + lanes.length * laneHeight + 22;
-  parts.push(text(plotX, legendY, 'GC pauses of 1 ms or more:', 11, 'start'));
+  parts.push(text(plotX, legendY, 'GC pauses of 1 ms or more:', '', 11, 'start'));
   (['major', 'incremental', 'minor'] as const).forEach((kind, index) => {
     const left = plotX + 165 + index * 150;
     parts.push(
@@ -173,6 +162,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
         left + 17,
         legendY,
         kind === 'incremental' ? 'incremental marking' : `${kind} GC`,
+        '',
         11,
         'start',
       ),
@@ -182,11 +172,12 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
     `A pause in some process overlapped ${tail.slowDuringPause} of the ${tail.slow} payments at or ` +
     `above p99, and ${Math.round((tail.allDuringPause / Math.max(1, tail.all)) * 100)} % of all.`;
   parts.push(
-    text(plotX, legendY + 20, overlapped, 11, 'start'),
+    text(plotX, legendY + 20, overlapped, '', 11, 'start'),
     text(
       plotX,
       legendY + 36,
       'Bars: fastest to slowest payment scheduled in each 20 ms; dots: the median.',
+      '',
       11,
       'start',
     ),
