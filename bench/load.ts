@@ -26,10 +26,14 @@ export interface LatencySummary {
   readonly maxMs: number;
 }
 
+/** Milliseconds to two decimals, as every latency in the results is given. */
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
 export function summarize(latenciesMs: readonly number[]): LatencySummary {
   const sorted = Float64Array.from(latenciesMs).sort();
   const list = Array.from(sorted);
-  const round = (ms: number): number => Math.round(ms * 100) / 100;
   const sum = list.reduce((total, ms) => total + ms, 0);
   return {
     count: list.length,
@@ -82,10 +86,6 @@ const paymentOptions = { attemptTimeoutMs: 5_000, deadlineMs: 60_000 } as const;
 async function pay(client: ContinuumClient, payment: Payment): Promise<'committed' | 'aborted'> {
   const outcome = await client.makePayment(payment, paymentOptions);
   return outcome.outcome;
-}
-
-function round2(ms: number): number {
-  return Math.round(ms * 100) / 100;
 }
 
 function record(tally: Tally, result: 'committed' | 'aborted' | 'failed', ms: number): void {
@@ -172,7 +172,7 @@ export async function openLoop(
       const latencyMs = performance.now() - scheduledAt;
       record(tally, result, latencyMs);
       if (options.keepSamples === true) {
-        samples.push([round2(scheduledAt - windowStart), round2(latencyMs)]);
+        samples.push([round(scheduledAt - windowStart), round(latencyMs)]);
       }
     };
     const done = pay(client, nextPayment()).then(settle, () => settle('failed'));

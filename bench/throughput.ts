@@ -39,6 +39,7 @@ import { progress } from './report.ts';
 
 export const serviceNames: readonly ServiceName[] = ['coordinator', 'bank', 'vendor', 'customer'];
 export type ProcessName = 'nats' | ServiceName | 'loader';
+export const processNames: readonly ProcessName[] = ['nats', ...serviceNames, 'loader'];
 /** The processes that run JavaScript, and so collect garbage. */
 export type NodeProcessName = ServiceName | 'loader';
 const nodeProcessNames: readonly NodeProcessName[] = [...serviceNames, 'loader'];
@@ -50,7 +51,6 @@ export interface WindowPause {
   readonly ms: number;
   readonly kind: GcKind;
 }
-export const processNames: readonly ProcessName[] = ['nats', ...serviceNames, 'loader'];
 
 export type Variant = 'all-commit' | 'no-10pct';
 

@@ -7,6 +7,7 @@
  */
 import type { GcKind } from '../common/stats.ts';
 import { font, line, linearTicks, text } from './chart.ts';
+import { percentile } from './report.ts';
 import type { LevelResult, NodeProcessName } from './throughput.ts';
 
 const width = 1_000;
@@ -47,8 +48,7 @@ function buckets(
     .sort(([a], [b]) => a - b)
     .map(([index, list]) => {
       list.sort((a, b) => a - b);
-      const median = list[Math.floor(list.length / 2)] as number;
-      return [index * bucketMs, list[0] as number, median, list.at(-1) as number];
+      return [index * bucketMs, list[0] as number, percentile(list, 0.5), list.at(-1) as number];
     });
 }
 

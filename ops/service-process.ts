@@ -19,7 +19,7 @@ export const projectRoot = fileURLToPath(new URL('../', import.meta.url));
  * with no loss of throughput (docs/performance.md). On a machine with cores to spare per service,
  * parallel GC is the better default.
  */
-export const nodeFlags: readonly string[] = ['--single-threaded-gc', '--import', 'tsx'];
+const nodeFlags: readonly string[] = ['--single-threaded-gc', '--import', 'tsx'];
 
 export class ServiceStartError extends Error {
   override readonly name = 'ServiceStartError';
