@@ -2,7 +2,7 @@
  * The throughput benchmark's chart as a standalone SVG, written by hand (no dependency): committed
  * payments per second against concurrency on the left, latency (p50 and p99, log scale) against
  * concurrency on the right, one line per variant, with the messaging bound and the targets drawn
- * in. Concurrency is on a log scale, as the levels are 1, 16, 64 and 256.
+ * in. Concurrency is on a log scale, as the levels are 1, 16, 64, 256 and 1,024.
  */
 
 export interface ChartPoint {

@@ -5,7 +5,7 @@
  * One nats-server (a single node, started with its monitoring port), the coordinator and the three
  * participants, each its own process with durability on (WAL, synchronous=FULL), in a temp
  * directory; this process is the load generator. First the bounds (bench/bounds.ts), then each
- * level for a fixed time after a warm-up: closed loops at concurrency 1, 16, 64 and 256, all
+ * level for a fixed time after a warm-up: closed loops at concurrency 1, 16, 64, 256 and 1,024, all
  * committing and with 10 % NO votes, and open loops at fixed offered rates. For each level:
  * committed payments per second, latency percentiles, CPU per process (/proc), SQLite commits per
  * payment (the services' own counters: each commit is one fsync), NATS messages per payment
@@ -120,7 +120,13 @@ export interface ThroughputResult {
   readonly profiles: readonly ProfileSummary[];
 }
 
-export const closedConcurrencies = [1, 16, 64, 256] as const;
+/**
+ * The issue's levels, 1 to 256, and 1,024 to find the peak: batches still grow past 256, so the
+ * peak lies beyond it. The messaging bound is measured at the same high concurrencies
+ * (echoConcurrencies), so that neither side of the ratio gets a depth the other did not.
+ */
+export const closedConcurrencies = [1, 16, 64, 256, 1_024] as const;
+export const echoConcurrencies = closedConcurrencies.filter((load) => load >= 64);
 export const openRates = [250, 500, 1_000] as const;
 
 export function levelSpecs(): LevelSpec[] {
@@ -166,7 +172,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       natsUrls: stack.natsUrls,
       natsPid: pidOf(stack, 'nats'),
       logDirectory: stack.root,
-      concurrencies: [64, 256],
+      concurrencies: echoConcurrencies,
       warmupMs: timing.echoWarmupMs,
       measureMs: timing.echoMs,
       progress,
