@@ -8,11 +8,11 @@
  * that transaction is durable: a YES vote is never sent before it would survive a crash.
  */
 import { performance } from 'node:perf_hooks';
-import { decodeTime } from 'ulid';
 import { assert } from '../common/assert.ts';
 import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
 import { ValidationError } from '../common/errors.ts';
+import { ulidTime } from '../common/ids.ts';
 import { errorText, type Logger } from '../common/log.ts';
 import { createTracer, type Tracer } from '../common/trace.ts';
 import type { Msg, NatsConnection } from '../common/nats.ts';
@@ -384,7 +384,7 @@ export class ParticipantService {
     }[];
     if (rows.length === 0) {
       // Transaction ids are ULIDs, which carry their creation time.
-      if (decodeTime(txId) >= this.#forgottenBefore) return undefined;
+      if (ulidTime(txId) >= this.#forgottenBefore) return undefined;
       // Rare by nature (a message later than the retention), so worth a line each.
       this.#options.log.info('forgotten-transaction', { txId });
       return { status: 'forgotten' };

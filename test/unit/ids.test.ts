@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { decodeTime } from 'ulid';
-import { pooledRandom, ulidFactory } from '../../common/ids.ts';
+import { pooledRandom, ulidFactory, ulidTime } from '../../common/ids.ts';
 import { transactionIdPattern } from '../../common/protocol.ts';
 
 test('ids are ULIDs, strictly increasing, stamped with the time they were made', (t) => {
@@ -49,4 +49,25 @@ test('the random source is uniform over 256 values in [0, 1), across pool refill
   const chiSquare = counts.reduce((sum, count) => sum + (count - expected) ** 2 / expected, 0);
   t.true(chiSquare < 400, `chi-square ${chiSquare.toFixed(1)}`);
   t.true(Math.min(...counts) > 0);
+});
+
+test('ulidTime reads the time the ulid package reads, and refuses what is not a ULID', (t) => {
+  const next = ulidFactory();
+  const ids = [
+    next(),
+    '00000000000000000000000000',
+    '7ZZZZZZZZZZZZZZZZZZZZZZZZZ',
+    '01ARZ3NDEKTSV4RRFFQ69G5FAV',
+  ];
+  for (const id of ids) t.is(ulidTime(id), decodeTime(id), id);
+  t.is(ulidTime('000000001Z0000000000000000'), 32 + 31);
+  t.is(ulidTime('7ZZZZZZZZZZZZZZZZZZZZZZZZZ'), 2 ** 48 - 1);
+  for (const bad of [
+    '01ARZ3NDEKTSV4RRFFQ69G5FA',
+    '01arz3ndektsv4rrffq69g5fav',
+    '01ARZ3NDEUTSV4RRFFQ69G5FAV',
+    '0IARZ3NDEKTSV4RRFFQ69G5FAV',
+  ]) {
+    t.throws(() => ulidTime(bad), { instanceOf: RangeError }, bad);
+  }
 });
