@@ -169,7 +169,7 @@ export function formatResult(result: ThroughputResult): string[] {
     header,
     ...result.levels.map(levelRow),
     '',
-    "garbage collection during the window (pauses, ms in total) and the open loops' slowest 1 %:",
+    "garbage collection during the window (pauses/ms in total), and what the open loops' slowest 1 % overlapped:",
     ...result.levels.map(gcRow),
     '',
     'targets (issue 8):',
@@ -197,13 +197,20 @@ function gcRow(level: LevelResult): string {
     .join('  ');
   const { tail } = level;
   if (tail === undefined) return `  ${level.name.padEnd(25)} ${gc}`;
-  const longest = tail.pauses.reduce((max, pause) => Math.max(max, pause.ms), 0);
+  const longest = (kind: 'gc' | 'commit'): string =>
+    tail.pauses
+      .filter((pause) => (pause.kind === 'commit') === (kind === 'commit'))
+      .reduce((max, pause) => Math.max(max, pause.ms), 0)
+      .toFixed(1);
   const share = (part: number, whole: number): string =>
     `${Math.round((part / Math.max(1, whole)) * 100)} %`;
   return (
-    `  ${level.name.padEnd(25)} ${gc}; pauses of 1 ms or more overlapped ` +
-    `${share(tail.slowDuringPause, tail.slow)} of the payments at or above p99 and ` +
-    `${share(tail.allDuringPause, tail.all)} of all (longest ${longest.toFixed(1)} ms)`
+    `  ${level.name.padEnd(25)} ${gc}; of the payments at or above p99 (of all), GC pauses of ` +
+    `1 ms or more overlapped ${share(tail.slowDuringPause, tail.slow)} ` +
+    `(${share(tail.allDuringPause, tail.all)}), write transactions of 2 ms or more ` +
+    `${share(tail.slowDuringCommit, tail.slow)} (${share(tail.allDuringCommit, tail.all)}), ` +
+    `either ${share(tail.slowDuringEither, tail.slow)} (${share(tail.allDuringEither, tail.all)}); ` +
+    `longest pause ${longest('gc')} ms, longest commit ${longest('commit')} ms`
   );
 }
 

@@ -44,12 +44,16 @@ export const processNames: readonly ProcessName[] = ['nats', ...serviceNames, 'l
 export type NodeProcessName = ServiceName | 'loader';
 const nodeProcessNames: readonly NodeProcessName[] = [...serviceNames, 'loader'];
 
-/** A garbage-collection pause during an open-loop window, at ms after the window's start. */
+/**
+ * Something that stopped one process's event loop during an open-loop window, at ms after the
+ * window's start: a garbage-collection pause, or a write transaction of 2 ms or more (`commit`,
+ * services only).
+ */
 export interface WindowPause {
   readonly process: NodeProcessName;
   readonly atMs: number;
   readonly ms: number;
-  readonly kind: GcKind;
+  readonly kind: GcKind | 'commit';
 }
 
 export type Variant = 'all-commit' | 'no-10pct';
@@ -85,16 +89,21 @@ export interface LevelResult extends LevelSpec {
   /** Garbage-collection pauses during the window, per process: how many and their total ms. */
   readonly gc: Readonly<Record<NodeProcessName, { pauses: number; ms: number }>>;
   /**
-   * Open loop only: the pauses of 1 ms or more in any process while the window's payments ran,
-   * and how many of the slowest 1 % of payments (at or above p99) were in flight during one.
+   * Open loop only: the GC pauses of 1 ms or more and the write transactions of 2 ms or more in
+   * any process while the window's payments ran, and how many of the slowest 1 % of payments (at
+   * or above p99) were in flight during a GC pause, during a slow commit, and during either.
    */
   readonly tail?: {
     readonly pauses: readonly WindowPause[];
     readonly slow: number;
     readonly slowDuringPause: number;
-    /** The same count over all the window's payments, for comparison. */
+    readonly slowDuringCommit: number;
+    readonly slowDuringEither: number;
+    /** The same counts over all the window's payments, for comparison. */
     readonly all: number;
     readonly allDuringPause: number;
+    readonly allDuringCommit: number;
+    readonly allDuringEither: number;
   };
 }
 
@@ -478,23 +487,52 @@ function levelResult(
 }
 
 /**
- * The pauses of every JavaScript process while an open loop's counted payments ran, and how many
- * of its slowest payments (at or above p99) overlapped one.
+ * The GC pauses and slow commits of every JavaScript process while an open loop's counted
+ * payments ran, and how many of its slowest payments (at or above p99) overlapped each.
  */
 function tailOf(window: WindowResult, after: Snapshot): NonNullable<LevelResult['tail']> {
   const samples = window.samples ?? [];
   const start = window.startedAtEpochMs;
   const endMs = samples.reduce((end, [atMs, latencyMs]) => Math.max(end, atMs + latencyMs), 0);
-  const recent = (name: NodeProcessName) =>
-    name === 'loader' ? gcCounters.recent : after.stats[name].gcRecent;
+  const stalls = (
+    name: NodeProcessName,
+  ): { at: number; ms: number; kind: WindowPause['kind'] }[] =>
+    name === 'loader'
+      ? gcCounters.recent.map(([at, ms, kind]) => ({ at, ms, kind }))
+      : [
+          ...after.stats[name].gcRecent.map(([at, ms, kind]) => ({ at, ms, kind })),
+          ...after.stats[name].slowCommits.map(([at, ms]) => ({ at, ms, kind: 'commit' as const })),
+        ];
   const pauses = nodeProcessNames
     .flatMap((process) =>
-      recent(process).map(([at, ms, kind]) => ({ process, atMs: at - start, ms, kind })),
+      stalls(process).map(({ at, ms, kind }) => ({ process, atMs: at - start, ms, kind })),
     )
     .filter((pause) => pause.atMs + pause.ms >= 0 && pause.atMs <= endMs)
     .map((pause) => ({ ...pause, atMs: Math.round(pause.atMs * 10) / 10 }))
     .sort((a, b) => a.atMs - b.atMs);
-  return { pauses, ...pauseOverlaps(samples, window.latency.p99Ms, pauses) };
+  const { p99Ms } = window.latency;
+  const gc = pauseOverlaps(
+    samples,
+    p99Ms,
+    pauses.filter((pause) => pause.kind !== 'commit'),
+  );
+  const commits = pauseOverlaps(
+    samples,
+    p99Ms,
+    pauses.filter((pause) => pause.kind === 'commit'),
+  );
+  const either = pauseOverlaps(samples, p99Ms, pauses);
+  return {
+    pauses,
+    slow: either.slow,
+    slowDuringPause: gc.slowDuringPause,
+    slowDuringCommit: commits.slowDuringPause,
+    slowDuringEither: either.slowDuringPause,
+    all: either.all,
+    allDuringPause: gc.allDuringPause,
+    allDuringCommit: commits.allDuringPause,
+    allDuringEither: either.allDuringPause,
+  };
 }
 
 /**

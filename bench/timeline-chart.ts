@@ -2,8 +2,9 @@
  * An open-loop level over time, as a standalone SVG written by hand: the latency of the window's
  * payments against the time each was scheduled (per 20 ms: the range from fastest to slowest,
  * and the median), the p99 and its target drawn in, and beneath, one lane per JavaScript process
- * with its garbage-collection pauses of 1 ms or more. It shows whether the slow payments are
- * spread evenly (queueing) or come in bursts, and what each burst lines up with.
+ * with its garbage-collection pauses of 1 ms or more and its write transactions of 2 ms or more.
+ * It shows whether the slow payments are spread evenly (queueing) or come in bursts, and what
+ * each burst lines up with.
  */
 import type { GcKind } from '../common/stats.ts';
 import { font, line, linearTicks, text } from './chart.ts';
@@ -19,12 +20,19 @@ const laneTop = plotTop + plotHeight + 40;
 const laneHeight = 16;
 const lanes: readonly NodeProcessName[] = ['coordinator', 'bank', 'vendor', 'customer', 'loader'];
 const bucketMs = 20;
-const kindColors: Readonly<Record<GcKind, string>> = {
+const kindColors: Readonly<Record<GcKind | 'commit', string>> = {
   major: '#c0392b',
   incremental: '#e67e22',
   minor: '#7f8c8d',
   weak: '#bdc3c7',
+  commit: '#2471a3',
 };
+const legend: readonly [GcKind | 'commit', string][] = [
+  ['major', 'major GC'],
+  ['incremental', 'incremental marking'],
+  ['minor', 'minor GC'],
+  ['commit', 'write transaction ≥ 2 ms'],
+];
 
 /** The top of the latency axis: the last of its round ticks at or above `value`. */
 function axisTop(value: number): number {
@@ -77,7 +85,7 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
     text(
       width / 2,
       28,
-      `Open loop at ${level.load.toLocaleString('en-US')} payments/s: every payment's latency over time, and GC pauses`,
+      `Open loop at ${level.load.toLocaleString('en-US')} payments/s: every payment's latency over time, GC pauses and slow commits`,
       '',
       16,
     ),
@@ -153,24 +161,20 @@ export function renderTimeline({ level, subtitle, targetP99Ms }: TimelineChartIn
     }
   });
   const legendY = laneTop + lanes.length * laneHeight + 22;
-  parts.push(text(plotX, legendY, 'GC pauses of 1 ms or more:', '', 11, 'start'));
-  (['major', 'incremental', 'minor'] as const).forEach((kind, index) => {
-    const left = plotX + 165 + index * 150;
+  parts.push(text(plotX, legendY, 'Event loop stopped by (GC ≥ 1 ms):', '', 11, 'start'));
+  legend.forEach(([kind, label], index) => {
+    const left = plotX + 205 + index * 150;
     parts.push(
       `<rect x="${left}" y="${legendY - 9}" width="12" height="10" fill="${kindColors[kind]}"/>`,
-      text(
-        left + 17,
-        legendY,
-        kind === 'incremental' ? 'incremental marking' : `${kind} GC`,
-        '',
-        11,
-        'start',
-      ),
+      text(left + 17, legendY, label, '', 11, 'start'),
     );
   });
+  const percent = (part: number): string => `${Math.round((part / Math.max(1, tail.all)) * 100)} %`;
   const overlapped =
-    `A pause in some process overlapped ${tail.slowDuringPause} of the ${tail.slow} payments at or ` +
-    `above p99, and ${Math.round((tail.allDuringPause / Math.max(1, tail.all)) * 100)} % of all.`;
+    `Of the ${tail.slow} payments at or above p99, a GC pause in some process overlapped ` +
+    `${tail.slowDuringPause}, a slow write transaction ${tail.slowDuringCommit}, either ` +
+    `${tail.slowDuringEither} (of all payments: ${percent(tail.allDuringPause)}, ` +
+    `${percent(tail.allDuringCommit)}, ${percent(tail.allDuringEither)}).`;
   parts.push(
     text(plotX, legendY + 20, overlapped, '', 11, 'start'),
     text(

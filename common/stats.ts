@@ -3,8 +3,9 @@
  * (under `synchronous=FULL` each is one fsync of the WAL: a forced write), the batches its shell
  * handled and the inputs in them. Counting costs an increment and is always on; exposing the
  * counts is opt-in: with `CONTINUUM_STATS=1` a service answers any request on
- * `continuum.stats.<service>` with the counts, its memory and its garbage-collection pauses. Off
- * by default, so production subscribes to nothing extra and observes no GC.
+ * `continuum.stats.<service>` with the counts, its memory, its garbage-collection pauses and its
+ * slow write transactions. Off by default, so production subscribes to nothing extra and observes
+ * no GC.
  */
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import type { NatsConnection, Subscription } from './nats.ts';
@@ -23,10 +24,27 @@ export interface WorkCounters {
 /** The counts of this process: there is one service per process. */
 export const workCounters: WorkCounters = { sqliteCommits: 0, sqliteMs: 0, batches: 0, inputs: 0 };
 
+/** One write transaction that took at least `slowCommitMinMs`: when it began (epoch ms), its ms. */
+export type SlowCommit = readonly [atMs: number, durationMs: number];
+
+/**
+ * Write transactions that took this long or longer are remembered with their times: a commit
+ * blocks the event loop as a GC pause does, so the benchmark sets the slow ones beside latency.
+ */
+const slowCommitMinMs = 2;
+const slowCommitsMax = 4_096;
+
+/** The most recent slow write transactions of this process, oldest first. */
+export const slowCommits: SlowCommit[] = [];
+
 /** Counts one batch's write transaction, begun at `startedAt` (performance.now()). */
 export function countCommit(startedAt: number): void {
+  const durationMs = performance.now() - startedAt;
   workCounters.sqliteCommits += 1;
-  workCounters.sqliteMs += performance.now() - startedAt;
+  workCounters.sqliteMs += durationMs;
+  if (durationMs < slowCommitMinMs) return;
+  slowCommits.push([performance.timeOrigin + startedAt, durationMs]);
+  if (slowCommits.length > slowCommitsMax) slowCommits.shift();
 }
 
 export function statsSubject(service: string): string {
@@ -91,6 +109,7 @@ export interface ServiceStats extends WorkCounters {
   readonly gcCount: number;
   readonly gcMs: number;
   readonly gcRecent: readonly GcPause[];
+  readonly slowCommits: readonly SlowCommit[];
 }
 
 /** With CONTINUUM_STATS=1, answers stats requests for this service; undefined when off. */
@@ -114,6 +133,7 @@ export function serveStats(
         gcCount: gcCounters.count,
         gcMs: gcCounters.ms,
         gcRecent: gcCounters.recent,
+        slowCommits,
       };
       msg.respond(JSON.stringify(stats));
     },

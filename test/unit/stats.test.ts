@@ -1,0 +1,36 @@
+/**
+ * The work counters (common/stats.ts): every write transaction is counted with its time, and the
+ * slow ones (2 ms or more) are remembered with when they began, for the benchmark's tail analysis.
+ */
+import test from 'ava';
+import { performance } from 'node:perf_hooks';
+import { countCommit, slowCommits, workCounters } from '../../common/stats.ts';
+
+// Serial: both tests watch the same process-wide counters.
+test.serial('counts every commit and remembers the slow ones with their start', (t) => {
+  const commitsBefore = workCounters.sqliteCommits;
+  const slowBefore = slowCommits.length;
+  countCommit(performance.now());
+  t.is(workCounters.sqliteCommits, commitsBefore + 1);
+  t.is(slowCommits.length, slowBefore, 'a commit under 2 ms is not remembered');
+
+  const startedAt = performance.now() - 5;
+  const msBefore = workCounters.sqliteMs;
+  countCommit(startedAt);
+  t.is(workCounters.sqliteCommits, commitsBefore + 2);
+  t.true(workCounters.sqliteMs - msBefore >= 5);
+  t.is(slowCommits.length, slowBefore + 1);
+  const [atMs, durationMs] = slowCommits.at(-1) ?? [0, 0];
+  t.true(Math.abs(atMs - (performance.timeOrigin + startedAt)) < 0.001, 'begins at its start');
+  t.true(durationMs >= 5 && durationMs < 1_000);
+});
+
+test.serial('keeps the most recent 4,096 slow commits', (t) => {
+  const startedAt = performance.now() - 3;
+  // Each next commit began 1 µs earlier, so the order kept shows which ones were kept.
+  for (let i = 0; i < 5_000; i += 1) countCommit(startedAt - i * 0.001);
+  t.is(slowCommits.length, 4_096);
+  const began = (i: number): number => performance.timeOrigin + startedAt - i * 0.001;
+  t.true(Math.abs((slowCommits[0]?.[0] ?? 0) - began(5_000 - 4_096)) < 0.0005, 'oldest kept');
+  t.true(Math.abs((slowCommits.at(-1)?.[0] ?? 0) - began(4_999)) < 0.0005, 'newest kept');
+});
