@@ -29,6 +29,7 @@ const flags = {
   'lease-bucket': { type: 'string' },
   'lease-ttl-ms': { type: 'string', default: '600' },
   'lease-replicas': { type: 'string', default: '3' },
+  'verify-journal': { type: 'string', default: 'off' },
 } as const;
 
 async function main(): Promise<void> {
@@ -55,7 +56,14 @@ async function main(): Promise<void> {
   if (!identifierPattern.test(instance)) throw new ConfigError('--instance must be an identifier');
   const leaseTtlMs = integerFlag(values, 'lease-ttl-ms', 100, 60_000);
   const log = createLogger('coordinator');
+  const verify = values['verify-journal'];
+  if (verify !== 'on' && verify !== 'off') {
+    throw new ConfigError('--verify-journal must be on or off');
+  }
   const journal = new SqliteJournal(dbFile, retentionMs);
+  // Reads the whole journal (recovery reads only the unfinished payments): refuses to start,
+  // exit code 1, if the journal and its index disagree.
+  if (verify === 'on') journal.verify();
   // Test-only mutation: see test/sim/mutations.ts
   if (mutations.has('ignore-epoch')) journal.ignoreEpoch();
   const nats = await connectNats({ servers, name: `continuum-${instance}` });

@@ -8,7 +8,7 @@ import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CrashPoint } from '../../common/crash.ts';
 import type { Outcome, ParticipantName, Payment } from '../../common/protocol.ts';
-import { ServiceStartError } from '../../ops/service-process.ts';
+import { ServiceProcess, ServiceStartError } from '../../ops/service-process.ts';
 import type { ServiceName } from '../../ops/stack.ts';
 import { paymentFor } from '../../participants/seed.ts';
 import { startTestStack, type TestStack } from '../helpers/harness.ts';
@@ -150,25 +150,64 @@ test('a coordinator restarted while a participant is down finishes once it is ba
   t.deepEqual(await inFlight(ts), []);
 });
 
-test('a coordinator whose journal holds an unknown record refuses to start, naming it', async (t) => {
-  const ts = await startTestStack(t);
-  const coordinator = ts.stack.services.coordinator;
-  await coordinator.stop();
+/** Writes a journal record as a disk or an operator might, with the coordinator stopped. */
+async function insertRecord(file: string, txId: string, kind: string, index: boolean) {
   const Database = (await import('better-sqlite3')).default;
-  const db = new Database(ts.files.coordinator);
+  const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
+  if (index) {
+    db.prepare(
+      `INSERT INTO payments (tx_id, client_id, idempotency_key, fingerprint, state, created_at)
+       VALUES (?, 'test-client', 'key-corrupt-000001', 'x', 'preparing', ?)`,
+    ).run(txId, Date.now());
+  }
   db.prepare('INSERT INTO journal (tx_id, kind, body, written_at) VALUES (?, ?, ?, ?)').run(
-    '01HZX3V2M8Q4J7K9N0P5R6S7T8',
-    'mystery',
+    txId,
+    kind,
     '{}',
     Date.now(),
   );
   db.close();
+}
+
+test('a coordinator whose journal holds an unknown record refuses to start, naming it', async (t) => {
+  const ts = await startTestStack(t);
+  const coordinator = ts.stack.services.coordinator;
+  await coordinator.stop();
+  // An unfinished payment, as the index says, whose record recovery cannot read.
+  await insertRecord(ts.files.coordinator, '01HZX3V2M8Q4J7K9N0P5R6S7T8', 'mystery', true);
   const error = await t.throwsAsync(coordinator.start(), { instanceOf: ServiceStartError });
   t.regex(error.message, /JournalCorruptError/);
   t.true(error.message.includes(ts.files.coordinator), 'the message names the file');
   t.regex(error.message, /record seq \d+/);
+});
+
+test('--verify-journal on refuses records recovery would not read; without it they are skipped', async (t) => {
+  const ts = await startTestStack(t);
+  const coordinator = ts.stack.services.coordinator;
+  await coordinator.stop();
+  // Records of a payment the index does not list: recovery, which reads through the index,
+  // never sees them; only a full read of the journal does.
+  await insertRecord(ts.files.coordinator, '01HZX3V2M8Q4J7K9N0P5R6S7T9', 'mystery', false);
+  const verifying = new ServiceProcess({
+    ...coordinator.spec,
+    args: [...coordinator.spec.args, '--verify-journal', 'on'],
+  });
+  t.teardown(() => verifying.kill());
+  const error = await t.throwsAsync(verifying.start(), { instanceOf: ServiceStartError });
+  t.regex(error.message, /JournalCorruptError/);
+  t.regex(error.message, /record seq \d+/);
+  const misspelt = new ServiceProcess({
+    ...coordinator.spec,
+    args: [...coordinator.spec.args, '--verify-journal', 'yes'],
+  });
+  t.teardown(() => misspelt.kill());
+  const refused = await t.throwsAsync(misspelt.start(), { instanceOf: ServiceStartError });
+  t.regex(refused.message, /ConfigError.*--verify-journal must be on or off/);
+  await coordinator.start();
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'));
+  t.is(outcome.outcome, 'committed');
 });
 
 async function inFlight(

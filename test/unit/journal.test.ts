@@ -252,15 +252,13 @@ test('a record whose body and row disagree on the kind makes recovery refuse', (
   fixture.journal.append([begin(txA, 'key-a-0000000001')], createdAt);
   const seq = insertRow(fixture.raw, txA, 'completed', JSON.stringify(committed(txA)));
   // Filed as completed, A would vanish from recovery; the mismatch must be caught first. The
-  // completed row hides A from unfinishedRecords, so read it through history.
+  // index still lists A as unfinished, so recovery reads A's records and refuses this one.
+  assertCorrupt(t, fixture, seq, /kind: row says completed/);
   const error = t.throws(() => fixture.journal.history(txA), { instanceOf: JournalCorruptError });
   t.true(error.message.includes(`record seq ${seq} `), error.message);
-  t.regex(error.message, /kind: row says completed/);
-  // Recovery does not replay A at all now, but the index still knows A is unfinished.
-  t.deepEqual(fixture.journal.unfinishedRecords(), []);
-  t.throws(() => fixture.journal.checkIndex(recoveredStates(fixture.journal)), {
+  t.throws(() => fixture.journal.verify(), {
     instanceOf: JournalCorruptError,
-    message: /payments index says preparing but the journal says no unfinished records/,
+    message: /kind: row says completed/,
   });
 });
 
@@ -302,14 +300,44 @@ test('checkIndex refuses an unfinished payment that has no journal records at al
   );
 });
 
-test('checkIndex refuses journal records of a payment the index does not hold', (t) => {
+test('verify refuses journal records of a payment the index does not hold', (t) => {
+  const { file, journal, raw } = openFixture(t);
+  journal.append([begin(txA, 'key-a-0000000001'), begin(txB, 'key-b-0000000001')], createdAt);
+  journal.append([committed(txB), completed(txB)], createdAt + 1);
+  t.notThrows(() => journal.verify());
+  raw.prepare('DELETE FROM payments WHERE tx_id = ?').run(txA);
+  // Recovery finds its work through the index, so it no longer sees A: only verify can tell.
+  t.deepEqual(recoveredStates(journal), new Map());
+  t.notThrows(() => journal.checkIndex(recoveredStates(journal)));
+  const error = t.throws(() => journal.verify(), { instanceOf: JournalCorruptError });
+  t.is(error.file, file);
+  t.true(error.message.includes(`transaction ${txA}`), error.message);
+  t.regex(error.message, /records without completion but the payments index has no unfinished/);
+});
+
+test('verify refuses an index that lists as unfinished a payment the journal completed', (t) => {
   const { journal, raw } = openFixture(t);
   journal.append([begin(txA, 'key-a-0000000001')], createdAt);
-  raw.prepare('DELETE FROM payments WHERE tx_id = ?').run(txA);
-  const error = t.throws(() => journal.checkIndex(recoveredStates(journal)), {
+  journal.append([committed(txA), completed(txA)], createdAt + 1);
+  t.notThrows(() => journal.verify());
+  raw.prepare('UPDATE payments SET completed_at = NULL WHERE tx_id = ?').run(txA);
+  const error = t.throws(() => journal.verify(), { instanceOf: JournalCorruptError });
+  t.regex(error.message, /unfinished entry but the journal shows no unfinished records/);
+  // Recovery reads A through the index, folds its completion, and checkIndex refuses it too.
+  t.throws(() => journal.checkIndex(recoveredStates(journal)), {
     instanceOf: JournalCorruptError,
+    message: /payments index says committed but the journal says no unfinished records/,
   });
-  t.regex(error.message, /payments index says no unfinished entry but the journal says preparing/);
+});
+
+test('verify reads records of completed payments too, which recovery never reads', (t) => {
+  const fixture = openFixture(t);
+  fixture.journal.append([begin(txA, 'key-a-0000000001')], createdAt);
+  fixture.journal.append([committed(txA), completed(txA)], createdAt + 1);
+  const seq = insertRow(fixture.raw, txA, 'decided', '{"kind":"decided","txId":"01HZX3V2M8Q4');
+  t.deepEqual(fixture.journal.unfinishedRecords(), []);
+  const error = t.throws(() => fixture.journal.verify(), { instanceOf: JournalCorruptError });
+  t.true(error.message.includes(`record seq ${seq} `), error.message);
 });
 
 test('a coordinator whose term is over can write nothing: the epoch fence', (t) => {
