@@ -218,6 +218,16 @@ function checkLeftovers(dbs: Record<keyof DatabaseFiles, Db>, options: CheckOpti
       'incomplete payments at the coordinator',
       count(dbs.coordinator, 'SELECT count(*) AS n FROM payments WHERE completed_at IS NULL'),
     ],
+    // A YES vote whose decision was applied must be out of doubt, or the participant's next start
+    // would take it for undecided.
+    ...(['bank', 'vendor', 'customer'] as const).map((name): [string, number] => [
+      `YES votes still in doubt at the ${name}`,
+      count(
+        dbs[name],
+        `SELECT count(*) AS n FROM barrier
+         WHERE phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`,
+      ),
+    ]),
   ];
   return leftovers.filter(([, n]) => n > 0).map(([what, n]) => `${n} ${what} after settling`);
 }

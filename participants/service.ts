@@ -339,9 +339,10 @@ export class ParticipantService {
     const { resourceManager } = this.#options;
     const barrier = this.#barrier;
     if (decision === 'commit') {
-      const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string } | undefined;
-      assert(prepared?.outcome === 'yes', `commit of ${txId}, which did not vote yes here`);
       if (barrier.insertIfAbsent.run(txId, 'commit', 'done', null, null, now).changes === 0) return;
+      // Takes the vote out of doubt, and is the check that there was a YES to commit.
+      const decided = barrier.yesDecided.run(now, txId).changes;
+      assert(decided === 1, `commit of ${txId}, which did not vote yes here`);
       resourceManager.commit(this.#db, txId, now);
       return;
     }
@@ -351,6 +352,7 @@ export class ParticipantService {
     if (barrier.insertIfAbsent.run(txId, 'abort', 'done', null, null, now).changes === 0) return;
     if (tombstone.changes === 1) return;
     const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string };
+    barrier.decided.run(now, txId);
     if (prepared.outcome === 'yes') resourceManager.abort(this.#db, txId, now);
   }
 
@@ -444,12 +446,24 @@ export const finishedBeforeSql = `SELECT DISTINCT tx_id FROM barrier
   WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ?
   ORDER BY created_at LIMIT ${purgeChunkMax}`;
 
+/** YES votes without a decision, through the `barrier_in_doubt` index: what a start recovers. */
+export const inDoubtSql = `SELECT tx_id FROM barrier
+  WHERE phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`;
+
 function barrierStatements(db: SqliteDatabase) {
   const columns = '(tx_id, phase, outcome, reason, payment, created_at) VALUES (?, ?, ?, ?, ?, ?)';
   return {
     insert: db.prepare(`INSERT INTO barrier ${columns}`),
     insertIfAbsent: db.prepare(`INSERT OR IGNORE INTO barrier ${columns}`),
     phase: db.prepare('SELECT outcome FROM barrier WHERE tx_id = ? AND phase = ?'),
+    // A prepare row's decided_at keeps the barrier_in_doubt index down to what is in doubt.
+    decided: db.prepare(
+      "UPDATE barrier SET decided_at = ? WHERE tx_id = ? AND phase = 'prepare' AND decided_at IS NULL",
+    ),
+    yesDecided: db.prepare(
+      `UPDATE barrier SET decided_at = ?
+       WHERE tx_id = ? AND phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`,
+    ),
     rows: db.prepare('SELECT phase, outcome, reason FROM barrier WHERE tx_id = ?'),
     epoch: db.prepare('SELECT epoch FROM fence WHERE id = 1').pluck(),
     raiseEpoch: db.prepare('UPDATE fence SET epoch = ? WHERE id = 1 AND epoch < ?'),
@@ -459,10 +473,6 @@ function barrierStatements(db: SqliteDatabase) {
     ),
     finishedBefore: db.prepare(finishedBeforeSql).pluck(),
     forget: db.prepare('DELETE FROM barrier WHERE tx_id = ?'),
-    inDoubt: db.prepare(
-      `SELECT tx_id FROM barrier AS p WHERE p.phase = 'prepare' AND p.outcome = 'yes'
-       AND NOT EXISTS (SELECT 1 FROM barrier AS d
-                       WHERE d.tx_id = p.tx_id AND d.phase IN ('commit', 'abort'))`,
-    ),
+    inDoubt: db.prepare(inDoubtSql),
   };
 }
