@@ -440,7 +440,7 @@ export class ParticipantService {
  * Finished transactions older than a cutoff, oldest first. The ORDER BY is what makes SQLite use
  * the `barrier_finished` index: without it, DISTINCT alone made the planner scan the whole table
  * in primary-key order, which blocked the participant for a quarter of a second every purge
- * interval once the table held a few million rows (test/unit/barrier-purge-plan.test.ts).
+ * interval once the table held a few million rows (test/unit/barrier-plans.test.ts).
  */
 export const finishedBeforeSql = `SELECT DISTINCT tx_id FROM barrier
   WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ?
