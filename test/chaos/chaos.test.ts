@@ -16,14 +16,24 @@ import { defaultOptions, type ChaosOptions } from './options.ts';
 import { allCrashPoints } from './nemesis.ts';
 import { runChaos, type ChaosRunResult } from './run.ts';
 
-/** Printed, and fixed, so that a failure can be re-run: `npm run chaos -- --seed 7 --duration 55`. */
+/**
+ * Printed, and fixed, so that a failure can be re-run:
+ * `npm run chaos -- --seed 7 --duration 55 --barrier-retention-ms 5000`.
+ */
 const seed = 7;
 const durationS = 55;
+/**
+ * Short, so that the participants purge finished transactions during the run (every 500 ms) and
+ * late decisions after kills and pauses meet forgotten barrier rows, as in production after a
+ * long outage; the purge and the in-doubt search then run against a barrier that faults shaped.
+ */
+const barrierRetentionMs = 5_000;
 
 const options: ChaosOptions = {
   ...defaultOptions,
   durationS,
   seed,
+  barrierRetentionMs,
   faults: faultKinds,
   json: false,
   dir: undefined,
@@ -45,7 +55,8 @@ test.serial(
     run = result;
     const { summary } = result;
     t.log(
-      `run directory ${result.runDir}; re-run with: npm run chaos -- --seed ${seed} --duration ${durationS}`,
+      `run directory ${result.runDir}; re-run with: npm run chaos -- --seed ${seed} ` +
+        `--duration ${durationS} --barrier-retention-ms ${barrierRetentionMs}`,
     );
     t.log(`payments: ${JSON.stringify(summary.payments)}`);
     t.log(
@@ -65,6 +76,16 @@ test.serial(
     t.true((summary.payments.refused['key-mismatch'] ?? 0) > 0, 'changed requests were refused');
     t.true(summary.settledInTime);
     t.true(existsSync(summary.reportFile));
+    for (const participant of ['bank', 'vendor', 'customer']) {
+      const log = readFileSync(
+        join(result.runDir, 'stack', participant, `${participant}.log`),
+        'utf8',
+      );
+      t.true(
+        log.includes('"event":"barrier-purged"'),
+        `${participant} purged finished transactions`,
+      );
+    }
   },
 );
 
