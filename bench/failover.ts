@@ -1,7 +1,8 @@
 /**
  * Takeover time: from kill -9 of the active coordinator to the first payment committed by the
- * standby that takes over, measured on the real stack (3-node NATS cluster, two coordinators
- * sharing the journal, the three participants) under a steady stream of payments, over repeated
+ * standby that takes over, measured on the real stack (3-node NATS cluster with the lease in
+ * JetStream KV, or one NATS server with the lease in the journal's file; two coordinators sharing
+ * the journal, the three participants) under a steady stream of payments, over repeated
  * kills. Each takeover is read from the journal: the time of the first COMMIT record written in
  * the new term, minus the moment of the kill. At the end every invariant is checked, so a run
  * that lost or half-applied a payment fails however fast it was.
@@ -19,6 +20,7 @@ export interface FailoverOptions {
   readonly kills: number;
   readonly clients: number;
   readonly leaseTtlMs: number;
+  readonly lease: 'nats' | 'journal';
 }
 
 export interface FailoverResult {
@@ -28,6 +30,7 @@ export interface FailoverResult {
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly leaseTtlMs: number;
+  readonly lease: 'nats' | 'journal';
   readonly payments: { readonly committed: number; readonly aborted: number };
   readonly violations: readonly string[];
 }
@@ -37,8 +40,9 @@ const paymentCountMax = 20_000;
 export async function runFailover(options: FailoverOptions): Promise<FailoverResult> {
   let payments: Payment[] = [];
   const stack = await startStack({
-    cluster: true,
+    cluster: options.lease === 'nats',
     standbys: 1,
+    lease: options.lease,
     flags: { coordinator: ['--lease-ttl-ms', String(options.leaseTtlMs)] },
     seed: (dbs) => {
       seedDemoData(dbs);
@@ -87,6 +91,7 @@ export async function runFailover(options: FailoverOptions): Promise<FailoverRes
     p99Ms: percentile(sorted, 0.99),
     maxMs: sorted.at(-1) ?? 0,
     leaseTtlMs: options.leaseTtlMs,
+    lease: options.lease,
     payments: load.counts,
     violations,
   };

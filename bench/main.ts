@@ -9,8 +9,8 @@
  *   long time, sampling the services' memory and database sizes.
  * - `breakdown [--payments <n>]`: one client's payment, stage by stage, from message traces.
  * - `chart <after.json> <before.json> <out.svg>`: one chart of two throughput results.
- * - `failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>]`: takeover time after kill -9 of the active
- *   coordinator, median and p99 (docs/failover.md).
+ * - `failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>] [--lease nats|journal]`:
+ *   takeover time after kill -9 of the active coordinator, median and p99 (docs/failover.md).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,8 +44,13 @@ async function failover(values: Values): Promise<void> {
   const kills = integer(values['kills'] as string, 'kills', 1, 1_000);
   const clients = integer(values['clients'] as string, 'clients', 1, 256);
   const leaseTtlMs = integer(values['lease-ttl-ms'] as string, 'lease-ttl-ms', 100, 60_000);
-  process.stderr.write(`failover: ${kills} kills of the active coordinator, ${clients} clients\n`);
-  const result = await runFailover({ kills, clients, leaseTtlMs });
+  const lease = values['lease'];
+  if (lease !== 'nats' && lease !== 'journal')
+    throw new ConfigError('--lease must be nats or journal');
+  process.stderr.write(
+    `failover: ${kills} kills of the active coordinator, ${clients} clients, lease in ${lease}\n`,
+  );
+  const result = await runFailover({ kills, clients, leaseTtlMs, lease });
   const file = saveResult('failover', result);
   if (values['json'] === true) {
     console.log(JSON.stringify(result));
@@ -186,6 +191,7 @@ async function main(): Promise<void> {
       payments: { type: 'string', default: '3000' },
       clients: { type: 'string', default: '4' },
       'lease-ttl-ms': { type: 'string', default: '600' },
+      lease: { type: 'string', default: 'nats' },
     },
     allowPositionals: true,
   });

@@ -11,15 +11,29 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FencedError } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
-import type { NatsLease } from './adapters/nats-lease.ts';
 import type { SqliteJournal } from './adapters/sqlite-journal.ts';
 import type { CoordinatorService } from './service.ts';
 
 export type Role = 'standby' | 'active';
 
+/**
+ * Who may try to lead: in JetStream KV (adapters/nats-lease.ts) or in the shared journal file
+ * (adapters/sqlite-lease.ts). Never what keeps two leaders apart: the journal's epoch fence does.
+ */
+export interface Lease {
+  /** Takes the lease if nobody holds it. Resolves true when we hold it now. */
+  tryAcquire(epochHint: number): Promise<boolean>;
+  /** Keeps it. Resolves false when it is no longer ours. */
+  renew(epoch: number): Promise<boolean>;
+  /** Gives it up at once (a clean shutdown). */
+  release(): Promise<void>;
+  /** Why the last attempt failed when the lease was not simply held by another. */
+  readonly unavailable: string | undefined;
+}
+
 export interface LeadershipOptions {
   readonly journal: SqliteJournal;
-  readonly lease: NatsLease | undefined;
+  readonly lease: Lease | undefined;
   readonly instance: string;
   readonly log: Logger;
   readonly now: () => number;

@@ -1,6 +1,7 @@
 /**
  * The coordinator process: `tsx coordinator/main.ts --nats <urls> --db <file> [options]`.
- * Opens (and migrates) the journal and connects to NATS; then, alone or with --lease-bucket among
+ * Opens (and migrates) the journal and connects to NATS; then, alone or with a lease
+ * (--lease-bucket in JetStream KV, or --lease-journal on in the journal's own file) among
  * standbys sharing the journal, leads terms until SIGTERM (coordinator/leadership.ts).
  */
 import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
@@ -12,6 +13,7 @@ import { connectNats, type NatsConnection } from '../common/nats.ts';
 import { identifierPattern, participantNames } from '../common/protocol.ts';
 import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
+import { SqliteLease } from './adapters/sqlite-lease.ts';
 import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
@@ -30,6 +32,7 @@ const flags = {
   'lease-ttl-ms': { type: 'string', default: '600' },
   'lease-replicas': { type: 'string', default: '3' },
   'verify-journal': { type: 'string', default: 'off' },
+  'lease-journal': { type: 'string', default: 'off' },
 } as const;
 
 async function main(): Promise<void> {
@@ -56,20 +59,23 @@ async function main(): Promise<void> {
   if (!identifierPattern.test(instance)) throw new ConfigError('--instance must be an identifier');
   const leaseTtlMs = integerFlag(values, 'lease-ttl-ms', 100, 60_000);
   const log = createLogger('coordinator');
-  const verify = values['verify-journal'];
-  if (verify !== 'on' && verify !== 'off') {
-    throw new ConfigError('--verify-journal must be on or off');
+  const verify = onOffFlag(values, 'verify-journal');
+  const leaseInJournal = onOffFlag(values, 'lease-journal');
+  if (leaseInJournal && values['lease-bucket'] !== undefined) {
+    throw new ConfigError('--lease-journal on and --lease-bucket exclude each other');
   }
   const journal = new SqliteJournal(dbFile, retentionMs);
   // Reads the whole journal (recovery reads only the unfinished payments): refuses to start,
   // exit code 1, if the journal and its index disagree.
-  if (verify === 'on') journal.verify();
+  if (verify) journal.verify();
   // Test-only mutation: see test/sim/mutations.ts
   if (mutations.has('ignore-epoch')) journal.ignoreEpoch();
   const nats = await connectNats({ servers, name: `continuum-${instance}` });
-  const lease = await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
-  const newId = ulidFactory();
   const now = (): number => Date.now();
+  const lease = leaseInJournal
+    ? new SqliteLease({ file: dbFile, ttlMs: leaseTtlMs, holder: instance, now })
+    : await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
+  const newId = ulidFactory();
   const leadership = new Leadership({
     journal,
     lease,
@@ -107,6 +113,7 @@ async function main(): Promise<void> {
       .stop()
       .then(() => nats.drain())
       .then(() => {
+        if (lease instanceof SqliteLease) lease.close();
         journal.close();
         process.exit(0);
       });
@@ -115,7 +122,14 @@ async function main(): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-/** With --lease-bucket, several coordinators share the journal and take turns leading. */
+/** `on` or `off`, as a boolean; ConfigError naming the flag otherwise. */
+function onOffFlag(values: Record<string, string | undefined>, name: string): boolean {
+  const value = values[name];
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`--${name} must be on or off`);
+  return value === 'on';
+}
+
+/** With --lease-bucket, several coordinators share the journal and take turns by a KV lease. */
 async function openLease(
   values: Record<string, string | undefined>,
   options: { nats: NatsConnection; ttlMs: number; holder: string },

@@ -36,9 +36,11 @@ export interface StackOptions {
   readonly env?: Readonly<Record<string, string>>;
   /**
    * Standby coordinators beside the first, sharing its journal; all of them then take turns by a
-   * lease in JetStream KV, so this needs `cluster: true`.
+   * lease: in JetStream KV by default, which needs `cluster: true`, or in the journal's file.
    */
   readonly standbys?: number;
+  /** Where the standbys' lease lives: `nats` (JetStream KV, the default) or `journal`. */
+  readonly lease?: 'nats' | 'journal';
   /** Also start the HTTP gateway on a free loopback port. */
   readonly gateway?: boolean;
   /** Extra flags for the gateway, e.g. `['--clients', file]`. */
@@ -91,8 +93,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const envOf = (name: ServiceName | 'gateway'): Readonly<Record<string, string>> =>
     logins === undefined ? env : { ...env, ...loginEnvironment(logins[name]) };
   const standbys = options.standbys ?? 0;
-  if (standbys > 0 && !options.cluster) throw new Error('standbys need cluster: true (JetStream)');
-  const flags = withLease(options.flags ?? {}, standbys > 0);
+  const lease = standbys === 0 ? undefined : (options.lease ?? 'nats');
+  if (lease === 'nats' && !options.cluster) {
+    throw new Error('standbys with a JetStream lease need cluster: true');
+  }
+  const flags = withLease(options.flags ?? {}, lease);
   const services = createServices(root, natsUrls, dbFile, flags, envOf);
   const coordinators = [
     services.coordinator,
@@ -175,13 +180,15 @@ function loginEnvironment(login: NatsUser): Record<string, string> {
   return { CONTINUUM_NATS_USER: login.user, CONTINUUM_NATS_PASSWORD: login.password };
 }
 
-/** With standbys, every coordinator takes the lease in the cluster's KV bucket. */
+/** With standbys, every coordinator takes the lease in the cluster's KV bucket or the journal. */
 function withLease(
   flags: NonNullable<StackOptions['flags']>,
-  lease: boolean,
+  lease: 'nats' | 'journal' | undefined,
 ): NonNullable<StackOptions['flags']> {
-  if (!lease) return flags;
-  const coordinator = ['--instance', 'coordinator-1', '--lease-bucket', 'continuum-leader'];
+  if (lease === undefined) return flags;
+  const where =
+    lease === 'nats' ? ['--lease-bucket', 'continuum-leader'] : ['--lease-journal', 'on'];
+  const coordinator = ['--instance', 'coordinator-1', ...where];
   return { ...flags, coordinator: [...coordinator, ...(flags.coordinator ?? [])] };
 }
 

@@ -12,6 +12,7 @@ import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { errorText } from '../../common/log.ts';
 import type { NatsConnection } from '../../common/nats.ts';
+import type { Lease } from '../leadership.ts';
 
 export interface LeaseOptions {
   readonly nats: NatsConnection;
@@ -23,7 +24,7 @@ export interface LeaseOptions {
 
 const leaseKey = 'coordinator';
 
-export class NatsLease {
+export class NatsLease implements Lease {
   readonly #kv: KV;
   readonly #options: LeaseOptions;
   #revision: number | undefined;

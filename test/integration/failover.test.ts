@@ -3,7 +3,8 @@
  * journal, the lease in JetStream KV. The active one is killed at every coordinator crash point,
  * paused past its lease, and killed again and again under a stream of payments; the NATS server
  * leading the lease's stream is killed. Nothing committed may be lost, nothing may be half-applied,
- * and a paused old leader must do no harm when it wakes.
+ * and a paused old leader must do no harm when it wakes. The pause and the repeated kills run
+ * again with the lease in the journal's file (`--lease-journal on`), on one NATS server.
  */
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,9 +27,19 @@ async function leader(ts: TestStack): Promise<Leader> {
   return JSON.parse(new TextDecoder().decode(bytes)) as Leader;
 }
 
-function haStack(t: Parameters<typeof startTestStack>[0], seed = seedDemoData) {
-  return startTestStack(t, { cluster: true, standbys: 1, seed });
+/**
+ * An active coordinator and a standby. With the lease in JetStream KV (the default) on a 3-node
+ * cluster; with the lease in the journal's file on one NATS server, since nothing needs JetStream.
+ */
+function haStack(
+  t: Parameters<typeof startTestStack>[0],
+  seed = seedDemoData,
+  lease: 'nats' | 'journal' = 'nats',
+) {
+  return startTestStack(t, { cluster: lease === 'nats', standbys: 1, seed, lease });
 }
+
+const leaseKinds = ['nats', 'journal'] as const;
 
 const expected: Readonly<Record<(typeof coordinatorCrashPoints)[number], Outcome>> = {
   'coordinator-after-begin': 'aborted',
@@ -66,41 +77,43 @@ for (const point of coordinatorCrashPoints) {
   });
 }
 
-test('a paused old leader that wakes after a takeover decides nothing and is refused', async (t) => {
-  const ts = await haStack(t);
-  const [old] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
-  const { vendor } = ts.stack.services;
-  vendor.pause();
-  const paying = ts.client.makePayment(paymentFor('order-1001'), {
-    idempotencyKey: 'paused-leader-key-000001',
-    attemptTimeoutMs: 500,
-    paymentTimeoutMs: 20_000,
+for (const lease of leaseKinds) {
+  test(`a paused old leader that wakes after a takeover decides nothing and is refused (lease in ${lease})`, async (t) => {
+    const ts = await haStack(t, seedDemoData, lease);
+    const [old] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
+    const { vendor } = ts.stack.services;
+    vendor.pause();
+    const paying = ts.client.makePayment(paymentFor('order-1001'), {
+      idempotencyKey: 'paused-leader-key-000001',
+      attemptTimeoutMs: 500,
+      paymentTimeoutMs: 20_000,
+    });
+    await sleep(300);
+    // The old leader has sent its PREPAREs and holds two YES votes; now it stalls.
+    old.pause();
+    const takeoverStarted = Date.now();
+    t.true(await until(async () => (await leader(ts).catch(() => undefined))?.epoch === 2, 10_000));
+    t.log(`standby took over ${Date.now() - takeoverStarted} ms after the pause`);
+    // The vendor's YES vote is now on its way to the paused old leader, which will see it on waking.
+    vendor.resume();
+    const outcome = await paying;
+    t.like(outcome, { outcome: 'aborted', abortedBy: 'coordinator' });
+    old.resume();
+    await ts.assertConsistent(t);
+    t.true(
+      await until(() => /"event":"term-ended"/.test(old.logTail(50)), 5_000),
+      'the old leader noticed and stepped down',
+    );
+    const oldTermRecords = ts.query(
+      'coordinator',
+      'SELECT kind FROM journal WHERE epoch = 1 AND written_at >= ?',
+      takeoverStarted,
+    );
+    t.deepEqual(oldTermRecords, [], 'nothing was journaled by the old term after the takeover');
+    t.like(await leader(ts), { instance: 'coordinator-2', epoch: 2 });
+    t.true(old.isRunning(), 'the old leader lives on, as a standby');
   });
-  await sleep(300);
-  // The old leader has sent its PREPAREs and holds two YES votes; now it stalls.
-  old.pause();
-  const takeoverStarted = Date.now();
-  t.true(await until(async () => (await leader(ts).catch(() => undefined))?.epoch === 2, 10_000));
-  t.log(`standby took over ${Date.now() - takeoverStarted} ms after the pause`);
-  // The vendor's YES vote is now on its way to the paused old leader, which will see it on waking.
-  vendor.resume();
-  const outcome = await paying;
-  t.like(outcome, { outcome: 'aborted', abortedBy: 'coordinator' });
-  old.resume();
-  await ts.assertConsistent(t);
-  t.true(
-    await until(() => /"event":"term-ended"/.test(old.logTail(50)), 5_000),
-    'the old leader noticed and stepped down',
-  );
-  const oldTermRecords = ts.query(
-    'coordinator',
-    'SELECT kind FROM journal WHERE epoch = 1 AND written_at >= ?',
-    takeoverStarted,
-  );
-  t.deepEqual(oldTermRecords, [], 'nothing was journaled by the old term after the takeover');
-  t.like(await leader(ts), { instance: 'coordinator-2', epoch: 2 });
-  t.true(old.isRunning(), 'the old leader lives on, as a standby');
-});
+}
 
 test('a message from an ended term is refused by participants', async (t) => {
   const ts = await haStack(t);
@@ -176,55 +189,61 @@ test('without a JetStream quorum the coordinators say the lease is unavailable, 
   await ts.assertConsistent(t);
 });
 
-test('repeated failovers under a stream of payments lose nothing', async (t) => {
-  const paymentCount = 60;
-  let payments: ReturnType<typeof makeBulkOrders> = [];
-  const ts = await haStack(t, (dbs) => {
-    seedDemoData(dbs);
-    addStock(dbs.vendor, 'acme', 'pen', paymentCount);
-    payments = makeBulkOrders(dbs.vendor, {
-      customerId: 'alice',
-      vendorId: 'acme',
-      currency: 'EUR',
-      sku: 'pen',
-      unitPriceMinor: 100,
-      count: paymentCount,
-      prefix: 'stream',
-    });
-  });
-  let next = 0;
-  const outcomes: Outcome[] = [];
-  const worker = async (): Promise<void> => {
-    while (next < payments.length) {
-      const payment = payments[next++];
-      if (!payment) break;
-      const outcome = await ts.client.makePayment(payment, { attemptTimeoutMs: 500 });
-      outcomes.push(outcome.outcome);
+for (const lease of leaseKinds) {
+  test(`repeated failovers under a stream of payments lose nothing (lease in ${lease})`, async (t) => {
+    const paymentCount = 60;
+    let payments: ReturnType<typeof makeBulkOrders> = [];
+    const ts = await haStack(
+      t,
+      (dbs) => {
+        seedDemoData(dbs);
+        addStock(dbs.vendor, 'acme', 'pen', paymentCount);
+        payments = makeBulkOrders(dbs.vendor, {
+          customerId: 'alice',
+          vendorId: 'acme',
+          currency: 'EUR',
+          sku: 'pen',
+          unitPriceMinor: 100,
+          count: paymentCount,
+          prefix: 'stream',
+        });
+      },
+      lease,
+    );
+    let next = 0;
+    const outcomes: Outcome[] = [];
+    const worker = async (): Promise<void> => {
+      while (next < payments.length) {
+        const payment = payments[next++];
+        if (!payment) break;
+        const outcome = await ts.client.makePayment(payment, { attemptTimeoutMs: 500 });
+        outcomes.push(outcome.outcome);
+      }
+    };
+    const workers = Promise.all([worker(), worker(), worker(), worker()]);
+    for (let kill = 0; kill < 3; kill += 1) {
+      await sleep(600);
+      const { instance } = await leader(ts);
+      // The stack names its coordinators coordinator-1 (the first) and coordinator-2.
+      const active = ts.stack.coordinators[instance === 'coordinator-1' ? 0 : 1];
+      t.log(`failover ${kill + 1}: killing ${instance}`);
+      await active?.kill();
+      await active?.start();
     }
-  };
-  const workers = Promise.all([worker(), worker(), worker(), worker()]);
-  for (let kill = 0; kill < 3; kill += 1) {
-    await sleep(600);
-    const { instance } = await leader(ts);
-    // The stack names its coordinators coordinator-1 (the first) and coordinator-2.
-    const active = ts.stack.coordinators[instance === 'coordinator-1' ? 0 : 1];
-    t.log(`failover ${kill + 1}: killing ${instance}`);
-    await active?.kill();
-    await active?.start();
-  }
-  await workers;
-  t.is(outcomes.length, paymentCount);
-  t.true(
-    outcomes.every((outcome) => outcome === 'committed'),
-    outcomes.join(','),
-  );
-  await ts.assertConsistent(t);
-  const [paid] = ts.query<{ n: number }>(
-    'vendor',
-    "SELECT count(*) AS n FROM orders WHERE order_id LIKE 'stream-%' AND status = 'paid'",
-  );
-  t.is(paid?.n, paymentCount, 'every payment applied exactly once');
-});
+    await workers;
+    t.is(outcomes.length, paymentCount);
+    t.true(
+      outcomes.every((outcome) => outcome === 'committed'),
+      outcomes.join(','),
+    );
+    await ts.assertConsistent(t);
+    const [paid] = ts.query<{ n: number }>(
+      'vendor',
+      "SELECT count(*) AS n FROM orders WHERE order_id LIKE 'stream-%' AND status = 'paid'",
+    );
+    t.is(paid?.n, paymentCount, 'every payment applied exactly once');
+  });
+}
 
 async function leaseStreamLeader(ts: TestStack): Promise<number> {
   for (const node of ts.stack.nats) {
