@@ -42,9 +42,14 @@ const coordinatorFlags = [
   '50',
   '--decision-resend-max-ms',
   '500',
-  '--lease-bucket',
-  'continuum-leader',
 ];
+/** Where the two coordinators' lease lives: JetStream KV on the cluster, or the journal's file. */
+const leaseFlags: Readonly<Record<ChaosLease, readonly string[]>> = {
+  nats: ['--lease-bucket', 'continuum-leader'],
+  journal: ['--lease-journal', 'on'],
+};
+
+export type ChaosLease = 'nats' | 'journal';
 const leaderQueryTimeoutMs = 500;
 const statusQueryTimeoutMs = 1_000;
 
@@ -56,6 +61,8 @@ export interface ChaosStackOptions {
   readonly seed: (databases: ParticipantDatabases) => void;
   /** Flags added to every participant's, e.g. a short barrier retention. */
   readonly participantFlags?: readonly string[];
+  /** Where the coordinators' lease lives; JetStream KV when undefined. */
+  readonly lease?: ChaosLease;
 }
 
 export interface Leader {
@@ -88,7 +95,7 @@ export class ChaosStack {
   }
 
   static async start(options: ChaosStackOptions): Promise<ChaosStack> {
-    const { root, rng, env, participantFlags: extraFlags = [] } = options;
+    const { root, rng, env, participantFlags: extraFlags = [], lease = 'nats' } = options;
     const nats = await startNatsCluster({ dataDir: join(root, 'nats') });
     const cleanup: (() => Promise<void>)[] = [() => nats.stop()];
     try {
@@ -100,7 +107,7 @@ export class ChaosStack {
         links[name] = await ServiceLink.open(name, ports, rng.fork(`link-${name}`));
         cleanup.push(() => links[name].close());
       }
-      const processes = createProcesses(root, files, links, env, extraFlags);
+      const processes = createProcesses(root, files, links, env, extraFlags, lease);
       cleanup.push(() => stopAll(Object.values(processes)));
       await Promise.all(participantNames.map((name) => processes[name].start()));
       for (const instance of coordinatorInstances) await processes[instance].start();
@@ -234,6 +241,7 @@ function createProcesses(
   links: Readonly<Record<ProcessName, ServiceLink>>,
   env: Readonly<Record<string, string>>,
   extraParticipantFlags: readonly string[],
+  lease: ChaosLease,
 ): Record<ProcessName, ServiceProcess> {
   const participant = (name: ParticipantName): ServiceProcess =>
     new ServiceProcess({
@@ -259,6 +267,7 @@ function createProcesses(
         '--instance',
         instance,
         ...coordinatorFlags,
+        ...leaseFlags[lease],
       ],
       logFile: join(root, 'coordinator', `${instance}.log`),
       env,

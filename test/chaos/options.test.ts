@@ -41,6 +41,8 @@ test('flags are read', (t) => {
     'ignore-epoch',
     '--barrier-retention-ms',
     '3000',
+    '--lease',
+    'journal',
   );
   t.like(options, {
     durationS: 30,
@@ -53,6 +55,7 @@ test('flags are read', (t) => {
     crashPoints: ['participant-after-vote'],
     mutations: ['ignore-epoch'],
     barrierRetentionMs: 3_000,
+    lease: 'journal',
   });
   t.deepEqual(parse('--faults', 'none'), { ...(parse() as object), faults: [] });
   t.is(parse('--help'), 'help');
@@ -71,6 +74,7 @@ const refused: readonly (readonly [string[], string])[] = [
   [['--mutations', 'make-it-fast'], '--mutations: unknown mutation "make-it-fast"'],
   [['--dir', ''], '--dir: is empty'],
   [['--barrier-retention-ms', '999'], '--barrier-retention-ms: must be an integer from 1000 to'],
+  [['--lease', 'zookeeper'], '--lease: must be nats or journal, not "zookeeper"'],
   [['--bogus'], "Unknown option '--bogus'"],
   [['extra'], "Unexpected argument 'extra'"],
 ];

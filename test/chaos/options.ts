@@ -27,6 +27,8 @@ export interface ChaosOptions {
   readonly mutations: readonly ChaosMutation[];
   /** The participants' --barrier-retention-ms; their default when undefined. */
   readonly barrierRetentionMs?: number | undefined;
+  /** Where the coordinators' lease lives: JetStream KV (`nats`, the default) or the journal. */
+  readonly lease?: 'nats' | 'journal';
 }
 
 export class ChaosUsageError extends Error {
@@ -68,6 +70,8 @@ Options:
   --barrier-retention-ms <ms>
                            the participants' barrier retention, 1000 to 604800000 (default:
                            theirs, 7 days); short, it makes late decisions meet forgotten rows
+  --lease <nats|journal>   where the two coordinators' lease lives: JetStream KV on the cluster
+                           (default) or the shared journal (--lease-journal on)
   --json                   print the summary as JSON on stdout
   --help                   this text
 
@@ -86,6 +90,7 @@ const flags = {
   dir: { type: 'string' },
   mutations: { type: 'string' },
   'barrier-retention-ms': { type: 'string' },
+  lease: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
@@ -141,7 +146,13 @@ export function parseChaosArgs(
       7 * 24 * 60 * 60 * 1_000,
       undefined,
     ),
+    lease: leaseOption(string('lease')),
   };
+}
+
+function leaseOption(text: string | undefined): 'nats' | 'journal' {
+  if (text === undefined || text === 'nats' || text === 'journal') return text ?? 'nats';
+  throw new ChaosUsageError('lease', `must be nats or journal, not ${JSON.stringify(text)}`);
 }
 
 function integer<T extends number | undefined>(

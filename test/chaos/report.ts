@@ -142,6 +142,8 @@ export interface ChaosSummary {
   readonly mutations: readonly string[];
   /** The participants' barrier retention when the run set one. */
   readonly barrierRetentionMs?: number;
+  /** Where the coordinators' lease lived. */
+  readonly lease: 'nats' | 'journal';
   readonly runDir: string;
   readonly historyFile: string;
   readonly reportFile: string;
@@ -192,6 +194,7 @@ export function formatSummary(summary: ChaosSummary): string {
       : `${violations.total} VIOLATIONS (${pairs(violations.byKind)})`;
   return [
     `chaos run: seed ${summary.seed}, ${summary.durationS} s, ${summary.clients} clients` +
+      (summary.lease === 'journal' ? ', lease in the journal' : '') +
       (summary.mutations.length > 0 ? `, mutations ${summary.mutations.join(',')}` : ''),
     `  payments  ${payments.invoked} requests on ${payments.keys} keys: ` +
       `${payments.committed} committed, ${payments.aborted} aborted, ` +

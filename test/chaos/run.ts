@@ -81,6 +81,7 @@ export async function runChaos(options: ChaosOptions, io: RunIo): Promise<ChaosR
       ...(options.barrierRetentionMs === undefined
         ? {}
         : { participantFlags: ['--barrier-retention-ms', String(options.barrierRetentionMs)] }),
+      ...(options.lease === undefined ? {} : { lease: options.lease }),
     });
     if (orders === undefined) throw new ChaosRunError('the world was not seeded');
     const baseline = moneyBaseline(stack.files.bank);
@@ -356,6 +357,7 @@ function summarize(input: {
     ...(options.barrierRetentionMs === undefined
       ? {}
       : { barrierRetentionMs: options.barrierRetentionMs }),
+    lease: options.lease ?? 'nats',
     runDir: input.runDir,
     historyFile: input.history,
     reportFile: join(input.runDir, 'report.html'),
