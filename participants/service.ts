@@ -341,7 +341,7 @@ export class ParticipantService {
     if (decision === 'commit') {
       if (barrier.insertIfAbsent.run(txId, 'commit', 'done', null, null, now).changes === 0) return;
       // Takes the vote out of doubt, and is the check that there was a YES to commit.
-      const decided = barrier.yesDecided.run(now, txId).changes;
+      const decided = barrier.decideYes.run(now, txId).changes;
       assert(decided === 1, `commit of ${txId}, which did not vote yes here`);
       resourceManager.commit(this.#db, txId, now);
       return;
@@ -352,8 +352,9 @@ export class ParticipantService {
     if (barrier.insertIfAbsent.run(txId, 'abort', 'done', null, null, now).changes === 0) return;
     if (tombstone.changes === 1) return;
     const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string };
-    barrier.decided.run(now, txId);
-    if (prepared.outcome === 'yes') resourceManager.abort(this.#db, txId, now);
+    if (prepared.outcome !== 'yes') return;
+    barrier.decideYes.run(now, txId);
+    resourceManager.abort(this.#db, txId, now);
   }
 
   /**
@@ -456,11 +457,8 @@ function barrierStatements(db: SqliteDatabase) {
     insert: db.prepare(`INSERT INTO barrier ${columns}`),
     insertIfAbsent: db.prepare(`INSERT OR IGNORE INTO barrier ${columns}`),
     phase: db.prepare('SELECT outcome FROM barrier WHERE tx_id = ? AND phase = ?'),
-    // A prepare row's decided_at keeps the barrier_in_doubt index down to what is in doubt.
-    decided: db.prepare(
-      "UPDATE barrier SET decided_at = ? WHERE tx_id = ? AND phase = 'prepare' AND decided_at IS NULL",
-    ),
-    yesDecided: db.prepare(
+    // A YES vote's decided_at keeps the barrier_in_doubt index down to what is in doubt.
+    decideYes: db.prepare(
       `UPDATE barrier SET decided_at = ?
        WHERE tx_id = ? AND phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`,
     ),

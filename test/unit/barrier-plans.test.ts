@@ -94,7 +94,7 @@ for (const name of participantNames) {
       { tx_id: 'tx-aborted', decided_at: 1_003 },
       { tx_id: 'tx-committed', decided_at: 1_001 },
       { tx_id: 'tx-in-doubt', decided_at: null },
-      { tx_id: 'tx-tombstone', decided_at: 1_007 },
+      { tx_id: 'tx-tombstone', decided_at: null },
       { tx_id: 'tx-voted-no', decided_at: null },
     ]);
   });
