@@ -494,18 +494,16 @@ function tailOf(window: WindowResult, after: Snapshot): NonNullable<LevelResult[
   const samples = window.samples ?? [];
   const start = window.startedAtEpochMs;
   const endMs = samples.reduce((end, [atMs, latencyMs]) => Math.max(end, atMs + latencyMs), 0);
-  const stalls = (
-    name: NodeProcessName,
-  ): { at: number; ms: number; kind: WindowPause['kind'] }[] =>
+  const stalls = (name: NodeProcessName): (readonly [number, number, WindowPause['kind']])[] =>
     name === 'loader'
-      ? gcCounters.recent.map(([at, ms, kind]) => ({ at, ms, kind }))
+      ? gcCounters.recent
       : [
-          ...after.stats[name].gcRecent.map(([at, ms, kind]) => ({ at, ms, kind })),
-          ...after.stats[name].slowCommits.map(([at, ms]) => ({ at, ms, kind: 'commit' as const })),
+          ...after.stats[name].gcRecent,
+          ...after.stats[name].slowCommits.map(([at, ms]) => [at, ms, 'commit'] as const),
         ];
   const pauses = nodeProcessNames
     .flatMap((process) =>
-      stalls(process).map(({ at, ms, kind }) => ({ process, atMs: at - start, ms, kind })),
+      stalls(process).map(([at, ms, kind]) => ({ process, atMs: at - start, ms, kind })),
     )
     .filter((pause) => pause.atMs + pause.ms >= 0 && pause.atMs <= endMs)
     .map((pause) => ({ ...pause, atMs: Math.round(pause.atMs * 10) / 10 }))
