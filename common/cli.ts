@@ -48,6 +48,13 @@ export function integerFlag(
   return value;
 }
 
+/** `on` or `off`, as a boolean; ConfigError naming the flag otherwise. */
+export function onOffFlag(values: Record<string, string | undefined>, name: string): boolean {
+  const value = values[name];
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`--${name} must be on or off`);
+  return value === 'on';
+}
+
 /** A comma-separated list of nats:// URLs on which the services meet. */
 export function natsUrlsFlag(values: Record<string, string | undefined>): string[] {
   const urls = requiredFlag(values, 'nats').split(',');

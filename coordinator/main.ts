@@ -4,7 +4,14 @@
  * (--lease-bucket in JetStream KV, or --lease-journal on in the journal's own file) among
  * standbys sharing the journal, leads terms until SIGTERM (coordinator/leadership.ts).
  */
-import { integerFlag, natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
+import {
+  integerFlag,
+  natsUrlsFlag,
+  onOffFlag,
+  parseFlags,
+  requiredFlag,
+  runMain,
+} from '../common/cli.ts';
 import { armedCrashPoints, armedMutations } from '../common/crash.ts';
 import { ConfigError } from '../common/errors.ts';
 import { ulidFactory } from '../common/ids.ts';
@@ -120,13 +127,6 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-}
-
-/** `on` or `off`, as a boolean; ConfigError naming the flag otherwise. */
-function onOffFlag(values: Record<string, string | undefined>, name: string): boolean {
-  const value = values[name];
-  if (value !== 'on' && value !== 'off') throw new ConfigError(`--${name} must be on or off`);
-  return value === 'on';
 }
 
 /** With --lease-bucket, several coordinators share the journal and take turns by a KV lease. */

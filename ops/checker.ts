@@ -16,6 +16,7 @@
 import Database from 'better-sqlite3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ParticipantName } from '../common/protocol.ts';
+import { inDoubtSql } from '../participants/service.ts';
 
 export type DatabaseFiles = Readonly<Record<'coordinator' | ParticipantName, string>>;
 
@@ -222,11 +223,7 @@ function checkLeftovers(dbs: Record<keyof DatabaseFiles, Db>, options: CheckOpti
     // would take it for undecided.
     ...(['bank', 'vendor', 'customer'] as const).map((name): [string, number] => [
       `YES votes still in doubt at the ${name}`,
-      count(
-        dbs[name],
-        `SELECT count(*) AS n FROM barrier
-         WHERE phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`,
-      ),
+      count(dbs[name], `SELECT count(*) AS n FROM (${inDoubtSql})`),
     ]),
   ];
   return leftovers.filter(([, n]) => n > 0).map(([what, n]) => `${n} ${what} after settling`);
