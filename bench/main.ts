@@ -1,16 +1,6 @@
 /**
  * `npm run bench -- [<benchmark>] [--json] [options]`: benchmarks that print figures. Speed targets
- * are checked here, never in timed tests.
- *
- * - `throughput [--quick] [--only <level>[,<level>...]] [--profile]` (the default): payments per second and
- *   latency at several loads against the messaging and storage bounds measured in the same run,
- *   with a chart (docs/performance.md).
- * - `throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]`: one offered rate for a
- *   long time, sampling the services' memory and database sizes.
- * - `breakdown [--payments <n>]`: one client's payment, stage by stage, from message traces.
- * - `chart <after.json> <before.json> <out.svg>`: one chart of two throughput results.
- * - `failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>] [--lease nats|journal]`:
- *   takeover time after kill -9 of the active coordinator, median and p99 (docs/failover.md).
+ * are checked here, never in timed tests. The benchmarks and their flags are in `usage` below.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +19,20 @@ import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
 
 const benchmarks = ['throughput', 'failover', 'breakdown', 'chart'] as const;
+
+const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
+
+  throughput [--quick] [--only <level>[,<level>...]] [--profile]   (the default)
+      payments per second and latency at several loads against the messaging and storage
+      bounds measured in the same run, with a chart (docs/performance.md)
+  throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]
+      one offered rate for a long time, sampling the services' memory and database sizes
+  breakdown [--payments <n>]
+      one client's payment, stage by stage, from message traces
+  chart <after.json> <before.json> <out.svg>
+      one chart of two throughput results
+  failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>] [--lease nats|journal]
+      takeover time after kill -9 of the active coordinator, median and p99 (docs/failover.md)`;
 
 function integer(value: string | undefined, name: string, min: number, max: number): number {
   const parsed = /^\d+$/.test(value ?? '') ? Number(value) : Number.NaN;
@@ -178,23 +182,11 @@ function chart(files: readonly string[]): void {
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      profile: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      soak: { type: 'string' },
-      'soak-rate': { type: 'string', default: '2000' },
-      'soak-retention-ms': { type: 'string' },
-      kills: { type: 'string', default: '20' },
-      payments: { type: 'string', default: '3000' },
-      clients: { type: 'string', default: '4' },
-      'lease-ttl-ms': { type: 'string', default: '600' },
-      lease: { type: 'string', default: 'nats' },
-    },
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseBenchArgs();
+  if (values.help) {
+    console.log(usage);
+    return;
+  }
   const [benchmark = 'throughput'] = positionals;
   if (!(benchmarks as readonly string[]).includes(benchmark)) {
     throw new ConfigError(`unknown benchmark ${benchmark}; known: ${benchmarks.join(', ')}`);
@@ -204,6 +196,35 @@ async function main(): Promise<void> {
   else if (benchmark === 'chart') chart(positionals.slice(1));
   else if (values.soak !== undefined) await soak(values);
   else await throughput(values);
+}
+
+/** The command line; a ConfigError with the usage when a flag is unknown or lacks its value. */
+function parseBenchArgs() {
+  try {
+    return parseArgs({
+      options: {
+        json: { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
+        profile: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        soak: { type: 'string' },
+        'soak-rate': { type: 'string', default: '2000' },
+        'soak-retention-ms': { type: 'string' },
+        kills: { type: 'string', default: '20' },
+        payments: { type: 'string', default: '3000' },
+        clients: { type: 'string', default: '4' },
+        'lease-ttl-ms': { type: 'string', default: '600' },
+        lease: { type: 'string', default: 'nats' },
+        help: { type: 'boolean', default: false },
+      },
+      allowPositionals: true,
+    });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(`${message.split('. ')[0] ?? message}\n${usage}`);
+  }
 }
 
 main().catch((error: unknown) => {
