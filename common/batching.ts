@@ -1,7 +1,8 @@
 /**
  * The plumbing both service shells share: inputs gathered into one batch per turn of the event
  * loop (group commit happens per batch), requests waiting for a reply under a numeric reference
- * the pure machines can carry, and one timer set for a machine's next deadline.
+ * the pure machines can carry, one timer set for a machine's next deadline, and items held back
+ * to travel with the next batch.
  */
 import { workCounters } from './stats.ts';
 
@@ -89,5 +90,49 @@ export class DeadlineTimer {
   stop(): void {
     clearTimeout(this.#timer);
     this.#at = Number.POSITIVE_INFINITY;
+  }
+}
+
+/**
+ * Items held back to travel with the next batch that goes anyway (a forced journal write, a
+ * PREPARE), or by themselves once the first of them has waited `waitMs`. When that time comes,
+ * `onDue` is called; it takes the items with take(), so whoever sends them decides how.
+ */
+export class HeldBack<Item> {
+  readonly #waitMs: number;
+  readonly #onDue: () => void;
+  #items: Item[] = [];
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(waitMs: number, onDue: () => void) {
+    this.#waitMs = waitMs;
+    this.#onDue = onDue;
+  }
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  hold(items: readonly Item[]): void {
+    if (items.length === 0) return;
+    this.#items.push(...items);
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.#onDue();
+    }, this.#waitMs);
+  }
+
+  /** Every item held, oldest first; none are held afterwards. */
+  take(): Item[] {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const items = this.#items;
+    this.#items = [];
+    return items;
+  }
+
+  /** Forgets the items, and onDue is not called for them. */
+  clear(): void {
+    this.take();
   }
 }

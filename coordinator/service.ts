@@ -7,8 +7,11 @@
  * payment that reached a checkpoint in that turn) before any of the batch's messages or replies
  * leave, so no message ever goes out ahead of the record it depends on. Lookups in the journal
  * happen when an input is handled, not when it arrives, so they see every earlier batch.
+ *
+ * Decisions for the participants wait for the next batch that sends PREPAREs, or decisionHoldMs:
+ * a participant then wakes once for both, and applies both in one transaction.
  */
-import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
+import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
 import { FencedError, JournalCorruptError, ValidationError } from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
@@ -67,6 +70,23 @@ export interface CoordinatorServiceOptions {
 const unforcedRecordsWaitMs = 50;
 /** Unforced records held at most; with more, they are written at once. */
 const unforcedRecordsMax = 10_000;
+/**
+ * A batch that sends decisions and no PREPARE holds the decisions back this long at most, so that
+ * they reach each participant together with the next PREPARE: one wake-up of the participant, its
+ * nats-server delivery and its SQLite transaction for both, and no participant woken while the
+ * client's reply is on its way. The decision is durable already, and its acknowledgement is off
+ * the client's critical path; a participant holds a decision that arrives alone for the same
+ * reason (participants/service.ts). At one client this takes about 1.5 of a participant's five
+ * wake-ups per payment (docs/performance.md, fifth round).
+ */
+const decisionHoldMs = 2;
+
+/** A PREPARE or decision to send, encoded. */
+interface Send {
+  readonly participant: ParticipantName;
+  readonly message: ParticipantMessage;
+  readonly data: Uint8Array;
+}
 
 export class CoordinatorService {
   readonly #options: CoordinatorServiceOptions;
@@ -82,9 +102,14 @@ export class CoordinatorService {
   readonly #trace = createTracer('coordinator');
   readonly #subscriptions: Subscription[] = [];
   #fenced = false;
-  /** Unforced records not written yet, oldest first. */
-  #unforced: JournalRecord[] = [];
-  #unforcedTimer: NodeJS.Timeout | undefined;
+  /** Unforced records not written yet, for the next forced write or unforcedRecordsWaitMs. */
+  readonly #unforced = new HeldBack<JournalRecord>(unforcedRecordsWaitMs, () => {
+    if (!this.#fenced) this.#writeJournal([]);
+  });
+  /** Decisions not sent yet, for the next batch with PREPAREs or decisionHoldMs. */
+  readonly #decisions = new HeldBack<Send>(decisionHoldMs, () => {
+    if (!this.#fenced) this.#sendAll(this.#decisions.take());
+  });
 
   constructor(options: CoordinatorServiceOptions) {
     this.#options = options;
@@ -141,6 +166,8 @@ export class CoordinatorService {
     this.#channel.close();
     clearInterval(this.#purgeTimer);
     clearImmediate(this.#purgeNext);
+    // Held decisions are not sent: the next term re-sends every decision not acknowledged.
+    this.#decisions.clear();
     // Write the held unforced records; losing them would only mean re-sending decisions later.
     if (!this.#fenced) this.#writeJournal([]);
   }
@@ -306,33 +333,46 @@ export class CoordinatorService {
     if (records.some((record) => record.kind === 'decided')) {
       crashPoint('coordinator-after-decision');
     }
-    let sentPrepare = false;
-    // The same PREPARE or decision goes to every participant: encode it once per batch.
-    const encoded = new Map<string, Uint8Array>();
     for (const effect of effects) {
-      if (effect.kind === 'send') {
-        const { message } = effect;
-        const key = `${message.txId}:${message.kind === 'prepare' ? 'prepare' : message.decision}`;
-        let data = encoded.get(key);
-        if (data === undefined) {
-          data = encodeMessage({ ...message, epoch: this.#options.epoch });
-          encoded.set(key, data);
-        }
-        this.#send(effect.participant, message, data);
-        sentPrepare ||= message.kind === 'prepare';
-      } else if (effect.kind === 'reply') {
-        const msg = this.#pending.take(effect.requestRef);
-        const { reply } = effect;
-        const stamped = reply.kind === 'status' ? { ...reply, epoch: this.#options.epoch } : reply;
-        msg?.respond(encodeMessage(stamped));
-        this.#traceReply(effect.reply);
-      }
+      if (effect.kind !== 'reply') continue;
+      const msg = this.#pending.take(effect.requestRef);
+      const { reply } = effect;
+      const stamped = reply.kind === 'status' ? { ...reply, epoch: this.#options.epoch } : reply;
+      msg?.respond(encodeMessage(stamped));
+      this.#traceReply(effect.reply);
+    }
+    const sends = this.#encodeSends(effects);
+    const sentPrepare = sends.some((send) => send.message.kind === 'prepare');
+    // The mutation must send its decisions before they are written, so it holds none back.
+    if (sentPrepare || this.#mutated('send-decision-before-forcing')) {
+      this.#sendAll(this.#decisions.take());
+      this.#sendAll(sends);
+    } else {
+      this.#decisions.hold(sends);
     }
     if (sentPrepare && isArmed('coordinator-after-prepares')) {
       // Die only once the PREPAREs have left this process, not while they sit in its buffer.
       void this.#options.nats.flush().then(() => crashPoint('coordinator-after-prepares'));
     }
     this.#armTimer();
+  }
+
+  /** The batch's PREPAREs and decisions; the same message to every participant encoded once. */
+  #encodeSends(effects: readonly CoordinatorEffect[]): Send[] {
+    const sends: Send[] = [];
+    const encoded = new Map<string, Uint8Array>();
+    for (const effect of effects) {
+      if (effect.kind !== 'send') continue;
+      const { participant, message } = effect;
+      const key = `${message.txId}:${message.kind === 'prepare' ? 'prepare' : message.decision}`;
+      let data = encoded.get(key);
+      if (data === undefined) {
+        data = encodeMessage({ ...message, epoch: this.#options.epoch });
+        encoded.set(key, data);
+      }
+      sends.push({ participant, message, data });
+    }
+    return sends;
   }
 
   /** Test-only mutation: see test/sim/mutations.ts */
@@ -345,10 +385,8 @@ export class CoordinatorService {
    * when this returns. False (and the term ended) if a newer term has begun.
    */
   #writeJournal(records: readonly JournalRecord[]): boolean {
-    const all = this.#unforced.length === 0 ? records : [...this.#unforced, ...records];
-    this.#unforced = [];
-    clearTimeout(this.#unforcedTimer);
-    this.#unforcedTimer = undefined;
+    const held = this.#unforced.take();
+    const all = held.length === 0 ? records : [...held, ...records];
     const { journal, now } = this.#options;
     if (!this.#termHolds(() => journal.append(all, now()))) return false;
     for (const record of all) {
@@ -360,16 +398,8 @@ export class CoordinatorService {
 
   /** Holds unforced records for the next forced write; writes them after a short wait at most. */
   #holdUnforced(records: readonly JournalRecord[]): void {
-    if (records.length === 0) return;
-    this.#unforced.push(...records);
-    if (this.#unforced.length >= unforcedRecordsMax) {
-      this.#writeJournal([]);
-      return;
-    }
-    this.#unforcedTimer ??= setTimeout(() => {
-      this.#unforcedTimer = undefined;
-      if (!this.#fenced) this.#writeJournal([]);
-    }, unforcedRecordsWaitMs);
+    this.#unforced.hold(records);
+    if (this.#unforced.size >= unforcedRecordsMax) this.#writeJournal([]);
   }
 
   #traceReply(reply: Extract<CoordinatorEffect, { kind: 'reply' }>['reply']): void {
@@ -380,11 +410,13 @@ export class CoordinatorService {
     }
   }
 
-  #send(participant: ParticipantName, message: ParticipantMessage, data: Uint8Array): void {
-    const { txId } = message;
-    const what = message.kind === 'prepare' ? 'prepare' : message.decision;
-    this.#trace({ step: 'send', peer: participant, txId, what });
-    this.#channel.send(participant, message, data, subjects.participant(participant));
+  #sendAll(sends: readonly Send[]): void {
+    for (const { participant, message, data } of sends) {
+      const { txId } = message;
+      const what = message.kind === 'prepare' ? 'prepare' : message.decision;
+      this.#trace({ step: 'send', peer: participant, txId, what });
+      this.#channel.send(participant, message, data, subjects.participant(participant));
+    }
   }
 
   /** A participant's reply, or a send that got none, becomes an input of the next batch. */

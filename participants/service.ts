@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { assert } from '../common/assert.ts';
-import { DeadlineTimer, InputBatcher, PendingRequests } from '../common/batching.ts';
+import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
 import { ValidationError } from '../common/errors.ts';
 import { ulidTime } from '../common/ids.ts';
@@ -93,8 +93,7 @@ export class ParticipantService {
   /** The newest coordinator term seen; durable in the `fence` table. */
   #epoch: number;
   /** Decisions waiting to be applied with the next PREPARE; see decisionHoldMs. */
-  #held: LocalEffect[] = [];
-  #heldTimer: NodeJS.Timeout | undefined;
+  readonly #held = new HeldBack<LocalEffect>(decisionHoldMs, () => this.#execute([], true));
   /** Transactions created before this (epoch ms) with no barrier rows were purged; durable. */
   #forgottenBefore: number;
   #purgeTimer: NodeJS.Timeout | undefined;
@@ -157,7 +156,7 @@ export class ParticipantService {
     this.#batcher.stop();
     this.#timer.stop();
     // Held decisions are simply not acknowledged: the coordinator sends them again.
-    clearTimeout(this.#heldTimer);
+    this.#held.clear();
     clearInterval(this.#purgeTimer);
     clearImmediate(this.#purgeNext);
     await this.#options.nats.drain();
@@ -270,19 +269,11 @@ export class ParticipantService {
         effect.kind === 'prepare-locally' || effect.kind === 'apply-decision',
     );
     const preparing = local.some((effect) => effect.kind === 'prepare-locally');
-    if (!preparing && !applyHeld && this.#held.length + local.length < heldDecisionsMax) {
-      if (local.length === 0) return [];
-      this.#held.push(...local);
-      this.#heldTimer ??= setTimeout(() => {
-        this.#heldTimer = undefined;
-        this.#execute([], true);
-      }, decisionHoldMs);
+    if (!preparing && !applyHeld && this.#held.size + local.length < heldDecisionsMax) {
+      this.#held.hold(local);
       return [];
     }
-    clearTimeout(this.#heldTimer);
-    this.#heldTimer = undefined;
-    const held = this.#held;
-    this.#held = [];
+    const held = this.#held.take();
     return held.length === 0 ? local : [...held, ...local];
   }
 
