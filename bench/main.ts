@@ -9,7 +9,9 @@ import { ConfigError } from '../common/errors.ts';
 import { projectRoot } from '../ops/service-process.ts';
 import { runBreakdown } from './breakdown.ts';
 import { renderChart } from './chart.ts';
+import { runDeadlines } from './deadlines.ts';
 import { runFailover } from './failover.ts';
+import { machineInfo } from './machine.ts';
 import { formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
 import { soakBenchmark } from './soak.ts';
@@ -18,7 +20,7 @@ import { renderTimeline } from './timeline-chart.ts';
 import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
 
-const benchmarks = ['throughput', 'failover', 'breakdown', 'chart'] as const;
+const benchmarks = ['throughput', 'failover', 'breakdown', 'chart', 'deadlines'] as const;
 
 const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
 
@@ -32,7 +34,9 @@ const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
   chart <after.json> <before.json> <out.svg>
       one chart of two throughput results
   failover [--kills <n>] [--clients <n>] [--lease-ttl-ms <ms>] [--lease nats|journal]
-      takeover time after kill -9 of the active coordinator, median and p99 (docs/failover.md)`;
+      takeover time after kill -9 of the active coordinator, median and p99 (docs/failover.md)
+  deadlines
+      the coordinator machine's timer with 100 to 100,000 payments in flight, in-process`;
 
 function integer(value: string | undefined, name: string, min: number, max: number): number {
   const parsed = /^\d+$/.test(value ?? '') ? Number(value) : Number.NaN;
@@ -172,6 +176,25 @@ async function breakdown(values: Values): Promise<void> {
   }
 }
 
+function deadlines(values: Values): void {
+  const levels = runDeadlines([100, 1_000, 10_000, 100_000]);
+  const file = saveResult('deadlines', { machine: machineInfo(), levels });
+  if (values['json'] === true) {
+    console.log(JSON.stringify(levels));
+    return;
+  }
+  console.log('coordinator machine, payments in flight waiting for acknowledgements (µs):');
+  console.log('  in flight   timer firing   nextDeadline   sends per tick');
+  for (const level of levels) {
+    const { inFlight, firingUs, nextDeadlineUs, sendsPerTick } = level;
+    console.log(
+      `  ${String(inFlight).padStart(9)} ${firingUs.toFixed(2).padStart(14)} ` +
+        `${nextDeadlineUs.toFixed(2).padStart(14)} ${sendsPerTick.toFixed(2).padStart(16)}`,
+    );
+  }
+  console.log(`result: ${file}`);
+}
+
 function chart(files: readonly string[]): void {
   const [after, before, out] = files;
   if (after === undefined || before === undefined || out === undefined) {
@@ -194,6 +217,7 @@ async function main(): Promise<void> {
   if (benchmark === 'failover') await failover(values);
   else if (benchmark === 'breakdown') await breakdown(values);
   else if (benchmark === 'chart') chart(positionals.slice(1));
+  else if (benchmark === 'deadlines') deadlines(values);
   else if (values.soak !== undefined) await soak(values);
   else await throughput(values);
 }

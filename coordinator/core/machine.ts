@@ -32,6 +32,7 @@
  *                                           another client's transaction: unknown)
  */
 import { assert, unreachable } from '../../common/assert.ts';
+import { DueQueue } from './due-queue.ts';
 import {
   paymentFingerprint,
   paymentTimeoutMsDefault,
@@ -98,6 +99,8 @@ export class CoordinatorMachine {
   readonly #transactions = new Map<string, Transaction>();
   /** In-flight transactions by client and idempotency key. */
   readonly #byKey = new Map<string, string>();
+  /** When each transaction next has something to do: see DueQueue for its stale entries. */
+  readonly #due = new DueQueue();
   #recovering = true;
 
   constructor(config: CoordinatorConfig) {
@@ -145,14 +148,22 @@ export class CoordinatorMachine {
 
   /** The earliest time at which a `tick` has something to do, if any. */
   nextDeadline(): number | undefined {
-    let earliest: number | undefined;
-    for (const tx of this.#transactions.values()) {
-      let due = tx.decided ? tx.nextSendAt : Math.min(tx.nextSendAt, tx.deadlineAt);
-      for (const waiter of tx.waiters)
-        if (waiter.until !== undefined) due = Math.min(due, waiter.until);
-      if (earliest === undefined || due < earliest) earliest = due;
+    this.#compactDue();
+    for (;;) {
+      const entry = this.#due.peek();
+      if (entry === undefined) return undefined;
+      const tx = this.#transactions.get(entry.txId);
+      if (tx === undefined) {
+        this.#due.take();
+        continue;
+      }
+      const at = dueAt(tx);
+      assert(at >= entry.at, `transaction ${tx.txId} has an entry no later than its time`);
+      if (at === entry.at) return at;
+      // The transaction's time moved later: this entry is stale, the time it names is not.
+      this.#due.take();
+      this.#due.add(at, tx.txId);
     }
-    return earliest;
   }
 
   /** In-flight transactions, oldest first, for operators and the status endpoint. */
@@ -246,6 +257,7 @@ export class CoordinatorMachine {
       return [replyEffect(requestRef, inProgressReply(now, tx))];
     }
     tx.waiters.push({ requestRef, until: waitMs === undefined ? undefined : now + waitMs });
+    if (waitMs !== undefined) this.#schedule(tx);
     return [];
   }
 
@@ -329,15 +341,24 @@ export class CoordinatorMachine {
     return [];
   }
 
+  /** Handles every transaction with an entry due by now, each once, earliest first. */
   #onTick(now: number): CoordinatorEffect[] {
+    const due = new Map<string, Transaction>();
+    for (let entry = this.#due.peek(); entry && entry.at <= now; entry = this.#due.peek()) {
+      this.#due.take();
+      const tx = this.#transactions.get(entry.txId);
+      if (tx) due.set(tx.txId, tx);
+    }
     const effects: CoordinatorEffect[] = [];
-    for (const tx of [...this.#transactions.values()]) {
+    for (const tx of due.values()) {
       if (!tx.decided && now >= tx.deadlineAt) {
         effects.push(...this.#abortAtDeadline(now, tx));
       } else if (now >= tx.nextSendAt) {
         effects.push(...this.#resend(now, tx));
       }
       if (!tx.decided) effects.push(...expireWaiters(now, tx));
+      // Its entries due by now are taken: it needs one for its next time, if still in flight.
+      if (this.#transactions.has(tx.txId)) this.#schedule(tx);
     }
     return effects;
   }
@@ -383,6 +404,7 @@ export class CoordinatorMachine {
     }
     tx.sendAttempts = 1;
     tx.nextSendAt = now + this.#backoffMs(tx.txId, 1);
+    this.#schedule(tx);
     const record: JournalRecord = { kind: 'decided', txId: tx.txId, ...decided, decidedAt: now };
     const answer = outcomeReply(tx, decided, false);
     const effects: CoordinatorEffect[] = [
@@ -449,6 +471,7 @@ export class CoordinatorMachine {
         for (const name of tx.participants) tx.awaitingAck.add(name);
         tx.sendAttempts = 1;
         tx.nextSendAt = now + this.#backoffMs(tx.txId, 1);
+        this.#schedule(tx);
         effects.push(...decisions(tx, tx.decided.decision));
       } else {
         const reason = 'coordinator restarted before a decision';
@@ -485,12 +508,40 @@ export class CoordinatorMachine {
     };
     this.#transactions.set(tx.txId, tx);
     this.#byKey.set(keyOf(tx.clientId, tx.idempotencyKey), tx.txId);
+    this.#schedule(tx);
     return tx;
+  }
+
+  /**
+   * Adds an entry at the transaction's current time. Called wherever that time may have moved
+   * earlier; a time that moves later needs nothing, since its old entry is found stale.
+   */
+  #schedule(tx: Transaction): void {
+    this.#due.add(dueAt(tx), tx.txId);
+  }
+
+  /** Drops the stale entries once they outnumber the transactions: O(1) per entry added. */
+  #compactDue(): void {
+    if (this.#due.size <= 4 * this.#transactions.size + 1_024) return;
+    const entries = [...this.#transactions.values()].map((tx) => ({
+      at: dueAt(tx),
+      txId: tx.txId,
+    }));
+    this.#due.rebuild(entries);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers.
+
+/** The earliest time at which a `tick` has something to do for this transaction. */
+function dueAt(tx: Transaction): number {
+  let due = tx.decided ? tx.nextSendAt : Math.min(tx.nextSendAt, tx.deadlineAt);
+  for (const waiter of tx.waiters) {
+    if (waiter.until !== undefined) due = Math.min(due, waiter.until);
+  }
+  return due;
+}
 
 function keyOf(clientId: string, idempotencyKey: string): string {
   return `${clientId}\u0000${idempotencyKey}`;
