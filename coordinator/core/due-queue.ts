@@ -2,8 +2,8 @@
  * When each transaction in flight next has something to do, as a binary min-heap: the earliest
  * in O(1), an entry added or taken in O(log n). The coordinator machine uses it so that neither
  * finding its next deadline (once per batch) nor a `tick` has to look at every transaction in
- * flight, which at the 10,000 and more `--in-flight-max` allows (a participant down for minutes)
- * cost more than the payments themselves.
+ * flight: at the 10,000 `--in-flight-max` allows by default (a participant down for minutes),
+ * those scans would take about a tenth of a core (docs/performance.md, fifth round).
  *
  * Entries are never updated in place. Whoever moves a transaction's time earlier adds an entry;
  * an entry whose transaction is gone or has moved later is stale, and its reader drops or
