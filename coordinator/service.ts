@@ -76,7 +76,7 @@ const unforcedRecordsMax = 10_000;
  * nats-server delivery and its SQLite transaction for both, and no participant woken while the
  * client's reply is on its way. The decision is durable already, and its acknowledgement is off
  * the client's critical path; a participant holds a decision that arrives alone for the same
- * reason (participants/service.ts). At one client this takes about 1.5 of a participant's five
+ * reason (participants/service.ts). At one client this takes about 1.3 of a participant's five
  * wake-ups per payment (docs/performance.md, fifth round).
  */
 const decisionHoldMs = 2;
