@@ -24,7 +24,7 @@ const benchmarks = ['throughput', 'failover', 'breakdown', 'chart', 'deadlines']
 
 const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
 
-  throughput [--quick] [--only <level>[,<level>...]] [--profile]   (the default)
+  throughput [--quick] [--only <text>[,<text>...]] [--profile]   (the default)
       payments per second and latency at several loads against the messaging and storage
       bounds measured in the same run, with a chart (docs/performance.md)
   throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]

@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContinuumClient } from '../client/index.ts';
+import { ConfigError } from '../common/errors.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import type { Payment } from '../common/protocol.ts';
 import { gcCounters, watchGc, type GcKind, type ServiceStats } from '../common/stats.ts';
@@ -138,7 +139,7 @@ export const closedConcurrencies = [1, 16, 64, 256, 1_024] as const;
 export const echoConcurrencies = closedConcurrencies.filter((load) => load >= 64);
 export const openRates = [250, 500, 1_000] as const;
 
-export function levelSpecs(): LevelSpec[] {
+function levelSpecs(): LevelSpec[] {
   return [
     ...closedConcurrencies.map((load): LevelSpec => ({
       loop: 'closed',
@@ -159,6 +160,25 @@ export function levelName(spec: LevelSpec): string {
   return `${spec.loop} ${load} ${spec.variant}`;
 }
 
+/**
+ * The levels to run: all, or those whose name contains one of `only`. A text that names no level
+ * is a ConfigError listing the names, before anything starts: a run of no levels would measure
+ * the bounds for minutes and then report every target missed.
+ */
+export function selectLevels(only: readonly string[] | undefined): LevelSpec[] {
+  const specs = levelSpecs();
+  if (only === undefined) return specs;
+  const names = specs.map(levelName);
+  for (const text of only) {
+    if (text === '' || !names.some((name) => name.includes(text))) {
+      throw new ConfigError(
+        `--only ${JSON.stringify(text)} names no level; the levels: ${names.join(', ')}`,
+      );
+    }
+  }
+  return specs.filter((_spec, index) => only.some((text) => names[index]?.includes(text)));
+}
+
 /** Payments per second no level is expected to exceed; orders are made for this many. */
 const closedRateCeiling = 8_000;
 
@@ -166,6 +186,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   const timing = options.quick
     ? { warmupMs: 1_000, measureMs: 3_000, echoWarmupMs: 500, echoMs: 2_000, sqliteMs: 1_000 }
     : { warmupMs: 3_000, measureMs: 10_000, echoWarmupMs: 1_000, echoMs: 5_000, sqliteMs: 3_000 };
+  const specs = selectLevels(options.only);
   const machine = machineInfo();
   watchGc();
   const stack = await startBenchStack(options.profileDirectory);
@@ -191,9 +212,6 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     // arrivals and release them as a burst at the window's start, so take it here, unmeasured.
     await bench.snapshot('start');
     const levels: LevelResult[] = [];
-    const specs = levelSpecs().filter(
-      (spec) => options.only?.some((text) => levelName(spec).includes(text)) ?? true,
-    );
     for (const spec of specs) levels.push(await bench.level(spec, timing));
     const violations = await bench.check();
     result = {
