@@ -90,13 +90,17 @@ export function checkTargets(result: ThroughputResult): TargetCheck[] {
     const p50 = c1.window.latency.p50Ms;
     checks.push({ target: 'one client: p50 ≤ 2 ms', measured: `${p50} ms`, met: p50 <= 2 });
   }
-  checks.push({
-    target: 'ratio to the messaging bound ≥ 0.6',
-    measured:
-      `${ratio} (peak ${thousands(peak?.committedPerSecond ?? 0)}/s at ` +
-      `c=${peak?.load ?? '?'} ÷ ${thousands(result.bounds.messaging.paymentsPerSecond)}/s)`,
-    met: ratio >= 0.6,
-  });
+  // The bound is the best echo level, so the peak is only its match when every concurrency the
+  // echo ran at was run with payments too (not under `--only "c=1 all"`, say).
+  if (ratiosByConcurrency(result).length === result.bounds.messaging.levels.length) {
+    checks.push({
+      target: 'ratio to the messaging bound ≥ 0.6',
+      measured:
+        `${ratio} (peak ${thousands(peak?.committedPerSecond ?? 0)}/s at ` +
+        `c=${peak?.load ?? '?'} ÷ ${thousands(result.bounds.messaging.paymentsPerSecond)}/s)`,
+      met: ratio >= 0.6,
+    });
+  }
   return checks;
 }
 
