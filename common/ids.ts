@@ -10,7 +10,7 @@
  * PREPARE.
  */
 import { randomFillSync } from 'node:crypto';
-import { monotonicFactory, type ULIDFactory } from 'ulid';
+import { encodeTime, monotonicFactory, type ULIDFactory } from 'ulid';
 
 const poolBytes = 4_096;
 
@@ -53,4 +53,13 @@ export function ulidTime(id: string): number {
     time = time * 32 + digit;
   }
   return time;
+}
+
+/**
+ * The ten characters every ULID made at `time` (epoch ms) starts with. As strings, the ids made
+ * before `time` sort below it and the ids made at or after it do not: a time test in SQL on an
+ * indexed text column.
+ */
+export function ulidTimePrefix(time: number): string {
+  return encodeTime(time, 10);
 }

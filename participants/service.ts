@@ -12,7 +12,7 @@ import { assert } from '../common/assert.ts';
 import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint } from '../common/crash.ts';
 import { ValidationError } from '../common/errors.ts';
-import { ulidTime } from '../common/ids.ts';
+import { ulidTime, ulidTimePrefix } from '../common/ids.ts';
 import { errorText, type Logger } from '../common/log.ts';
 import { createTracer, type Tracer } from '../common/trace.ts';
 import type { Msg, NatsConnection } from '../common/nats.ts';
@@ -27,6 +27,7 @@ import {
 } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
 import { countCommit, serveStats, workCounters } from '../common/stats.ts';
+import { barrierPurgeIntervalMs } from './core/barrier-retention.ts';
 import {
   ParticipantMachine,
   type ParticipantConfig,
@@ -147,8 +148,7 @@ export class ParticipantService {
     const { name } = this.#options.resourceManager;
     serveStats(this.#options.nats, name, () => this.#machine.inDoubtCount);
     const { barrierRetentionMs } = this.#options;
-    const intervalMs = Math.max(50, Math.min(60_000, Math.floor(barrierRetentionMs / 10)));
-    this.#purgeTimer = setInterval(() => this.#purge(), intervalMs);
+    this.#purgeTimer = setInterval(() => this.#purge(), barrierPurgeIntervalMs(barrierRetentionMs));
     this.#purgeTimer.unref();
   }
 
@@ -359,7 +359,7 @@ export class ParticipantService {
     const cutoff = this.#options.now() - this.#options.barrierRetentionMs;
     const barrier = this.#barrier;
     const purged = this.#db.transaction(() => {
-      const txIds = barrier.finishedBefore.all(cutoff) as string[];
+      const txIds = barrier.finishedBefore.all(cutoff, ulidTimePrefix(cutoff)) as string[];
       for (const txId of txIds) barrier.forget.run(txId);
       barrier.raiseForgottenBefore.run(cutoff, cutoff);
       return txIds.length;
@@ -429,13 +429,19 @@ export class ParticipantService {
 }
 
 /**
- * Finished transactions older than a cutoff, oldest first. The ORDER BY is what makes SQLite use
+ * Finished transactions older than a cutoff, oldest first: finished before it by this host's
+ * clock (`created_at`) and made before it by the id's (a ULID; ids below the cutoff's ten-character
+ * time prefix were made earlier). The second test keeps every forgotten transaction under the
+ * watermark, which `#storedStatus` compares with the id's time: without it, a coordinator whose
+ * clock runs ahead of this host's made ids the purge could forget while the watermark did not yet
+ * cover them, and a late PREPARE for one found nothing and was executed as new (the simulator
+ * found it). The ORDER BY is what makes SQLite use
  * the `barrier_finished` index: without it, DISTINCT alone made the planner scan the whole table
  * in primary-key order, which blocked the participant for a quarter of a second every purge
  * interval once the table held a few million rows (test/unit/barrier-plans.test.ts).
  */
 export const finishedBeforeSql = `SELECT DISTINCT tx_id FROM barrier
-  WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ?
+  WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ? AND tx_id < ?
   ORDER BY created_at LIMIT ${purgeChunkMax}`;
 
 /** YES votes without a decision, through the `barrier_in_doubt` index: what a start recovers. */

@@ -211,6 +211,10 @@ export class ParticipantMachine {
           : [];
         return [...early, { kind: 'prepare-locally', requestRef, txId, payment: message.payment }];
       }
+      // Test-only mutation: see test/sim/mutations.ts
+      if (stored.status === 'forgotten' && this.#mutated('forgotten-prepare-votes-yes')) {
+        return [this.#reply(requestRef, { kind: 'vote', txId, vote: 'yes' })];
+      }
       return [this.#reply(requestRef, voteFromStored(txId, stored))];
     }
     const { decision } = message;

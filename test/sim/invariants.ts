@@ -92,8 +92,11 @@ export class Checker {
   }
 
   onVoteHeard(participant: ParticipantName, txId: string, vote: 'yes' | 'no'): void {
-    const stored = this.#world.barrierOf(participant).prepareOutcome(txId);
-    if (vote === 'yes' ? stored !== 'yes' : stored === undefined) {
+    const barrier = this.#world.barrierOf(participant);
+    const stored = barrier.prepareOutcome(txId);
+    // A NO for a transaction the barrier has forgotten needs no row: the watermark answers it.
+    const forgotten = barrier.status(txId)?.status === 'forgotten';
+    if (vote === 'yes' ? stored !== 'yes' : stored === undefined && !forgotten) {
       this.#fail(
         'not-durable',
         `the coordinator heard ${participant} vote ${vote} on ${txId}, ` +

@@ -21,6 +21,8 @@ const expectedKinds: Readonly<Record<MutationName, readonly ViolationKind[]>> = 
   'reply-yes-before-durable': ['not-durable', 'atomicity', 'shell-threw'],
   // The barrier refuses a second prepare row; a real participant would crash on it.
   'prepare-after-abort-is-new': ['shell-threw', 'key-executed-twice', 'liveness'],
+  // The coordinator hears YES that no barrier row stands behind.
+  'forgotten-prepare-votes-yes': ['not-durable', 'atomicity'],
 };
 
 for (const mutation of mutationNames) {

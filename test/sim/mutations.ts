@@ -13,6 +13,7 @@ export const mutationNames = [
   'skip-fingerprint-check',
   'reply-yes-before-durable',
   'prepare-after-abort-is-new',
+  'forgotten-prepare-votes-yes',
 ] as const;
 
 export type MutationName = (typeof mutationNames)[number];
@@ -35,6 +36,10 @@ export const mutationCatalogue: Readonly<
   'prepare-after-abort-is-new': {
     machine: 'participant',
     bug: 'a PREPARE for a transaction aborted or tombstoned here is prepared as if new',
+  },
+  'forgotten-prepare-votes-yes': {
+    machine: 'participant',
+    bug: 'a PREPARE for a transaction older than the purged barrier gets YES, as if committed',
   },
 };
 

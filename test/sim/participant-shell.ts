@@ -6,6 +6,8 @@
  * write completes, and its results go back into the machine as inputs; the barrier rows and
  * their order of checks are the real `#prepare` and `#applyDecision`. Recovery is the real one:
  * `in-doubt-recovered` for every transaction voted YES and undecided, then `recovery-finished`.
+ * When the run's parameters set a barrier retention, the barrier is purged every interval the
+ * real shell would use, as its own local transaction, from the start of each incarnation.
  */
 import { assert } from '../../common/assert.ts';
 import type { ParticipantName, StatusReply } from '../../common/protocol.ts';
@@ -16,6 +18,7 @@ import {
   type ParticipantInput,
   type RequestRef,
 } from '../../participants/core/machine.ts';
+import { barrierPurgeIntervalMs } from '../../participants/core/barrier-retention.ts';
 import { SimProcess } from './process.ts';
 import { SimBarrier, SimLedger } from './storage.ts';
 import type { NodeName, Packet, ProcessContext } from './world.ts';
@@ -24,7 +27,7 @@ type LocalEffect = Extract<ParticipantEffect, { kind: 'prepare-locally' | 'apply
 
 export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffect> {
   override readonly name: ParticipantName;
-  readonly barrier = new SimBarrier();
+  readonly barrier: SimBarrier;
   readonly ledger: SimLedger;
   readonly #config: ParticipantConfig;
   #machine: ParticipantMachine | undefined;
@@ -39,6 +42,8 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.name = config.name;
     this.#config = config;
     this.ledger = ledger;
+    const skew = ctx.params.barrier?.clockSkewMs[config.name] ?? 0;
+    this.barrier = new SimBarrier((txId) => ctx.txCreatedAt(txId), skew);
   }
 
   get inDoubtCount(): number | undefined {
@@ -57,13 +62,11 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.#nextRequestRef += 1;
     this.#requests.set(requestRef, { requestId: packet.requestId, from: packet.from });
     const { ctx, barrier } = this;
-    this.enqueue(() => ({
-      kind: 'message-received',
-      now: ctx.now,
-      requestRef,
-      message,
-      stored: barrier.status(message.txId),
-    }));
+    this.enqueue(() => {
+      const stored = barrier.status(message.txId);
+      if (stored?.status === 'forgotten') ctx.count('message-for-forgotten');
+      return { kind: 'message-received', now: ctx.now, requestRef, message, stored };
+    });
   }
 
   /** The coordinator's answer to a status query, or NATS saying nobody listens. */
@@ -95,7 +98,24 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
   }
 
+  /** The purge timer of the real shell fired: forget what finished before the retention. */
+  onPurge(): void {
+    const retention = this.ctx.params.barrier;
+    if (!this.up || retention === undefined) return;
+    const purged = this.barrier.purge(this.ctx.now, retention.retentionMs);
+    if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
+    this.#schedulePurge();
+  }
+
+  #schedulePurge(): void {
+    const retention = this.ctx.params.barrier;
+    if (retention === undefined) return;
+    const at = this.ctx.now + barrierPurgeIntervalMs(retention.retentionMs);
+    this.ctx.schedule(at, { kind: 'purge', node: this.name, incarnation: this.incarnation });
+  }
+
   protected recover(): ParticipantEffect[] {
+    this.#schedulePurge();
     const machine = new ParticipantMachine(this.#config);
     this.#machine = machine;
     for (const txId of this.barrier.inDoubt()) machine.step({ kind: 'in-doubt-recovered', txId });
@@ -176,7 +196,7 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.barrier.checkPrepareAbsent(txId);
     const vote = this.ledger.prepare(txId, effect.payment);
     const reason = vote.vote === 'no' ? vote.reason : undefined;
-    this.barrier.insertPrepare(txId, vote.vote, reason);
+    this.barrier.insertPrepare(txId, vote.vote, reason, now);
     this.ctx.checker.onPrepareExecuted(this.name, txId);
     this.ctx.checker.onLedgerChanged(this.name, this.ledger);
     if (vote.vote === 'yes')
@@ -195,14 +215,14 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     const votedYes = barrier.prepareOutcome(txId) === 'yes';
     if (decision === 'commit') {
       assert(votedYes, `commit of ${txId}, which did not vote yes here`);
-      if (!barrier.insertIfAbsent(txId, 'commit')) return applied;
+      if (!barrier.insertIfAbsent(txId, 'commit', now)) return applied;
       ctx.checker.onDecisionApplied(this.name, txId, decision, votedYes);
       ledger.commit(txId);
       ctx.checker.onLedgerChanged(this.name, ledger);
       return applied;
     }
-    const tombstone = barrier.insertIfAbsent(txId, 'prepare');
-    if (!barrier.insertIfAbsent(txId, 'abort')) return applied;
+    const tombstone = barrier.insertIfAbsent(txId, 'prepare', now);
+    if (!barrier.insertIfAbsent(txId, 'abort', now)) return applied;
     ctx.checker.onDecisionApplied(this.name, txId, decision, votedYes);
     if (tombstone) return applied;
     if (votedYes) ledger.abort(txId);

@@ -104,17 +104,36 @@ test('the journal refuses what SQLite would: a key claimed twice, a second decis
 test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {
   const barrier = new SimBarrier();
   t.is(barrier.status('T1'), undefined);
-  barrier.insertPrepare('T1', 'yes', undefined);
+  barrier.insertPrepare('T1', 'yes', undefined, 0);
   t.deepEqual(barrier.status('T1'), { status: 'voted-yes' });
   t.deepEqual(barrier.inDoubt(), ['T1']);
-  t.throws(() => barrier.insertPrepare('T1', 'no', 'x'), { instanceOf: BarrierConstraintError });
-  t.true(barrier.insertIfAbsent('T1', 'commit'));
-  t.false(barrier.insertIfAbsent('T1', 'commit'));
+  t.throws(() => barrier.insertPrepare('T1', 'no', 'x', 0), { instanceOf: BarrierConstraintError });
+  t.true(barrier.insertIfAbsent('T1', 'commit', 0));
+  t.false(barrier.insertIfAbsent('T1', 'commit', 0));
   t.deepEqual(barrier.status('T1'), { status: 'committed' });
-  t.true(barrier.insertIfAbsent('T2', 'prepare'));
-  t.true(barrier.insertIfAbsent('T2', 'abort'));
+  t.true(barrier.insertIfAbsent('T2', 'prepare', 0));
+  t.true(barrier.insertIfAbsent('T2', 'abort', 0));
   t.deepEqual(barrier.status('T2'), { status: 'aborted' });
   t.deepEqual(barrier.inDoubt(), []);
+});
+
+test('the barrier forgets what finished before the cutoff and was made before it, and says so', (t) => {
+  // Made at 100, 150 and 900 by the coordinator's clock; this participant's runs 50 ms behind.
+  const createdAt: Record<string, number> = { T1: 100, T2: 150, T3: 900 };
+  const barrier = new SimBarrier((txId) => createdAt[txId] ?? Number.NaN, -50);
+  barrier.insertPrepare('T1', 'yes', undefined, 100);
+  t.true(barrier.insertIfAbsent('T1', 'commit', 200));
+  barrier.insertPrepare('T2', 'yes', undefined, 150);
+  barrier.insertPrepare('T3', 'no', 'x', 120);
+  // At 1,250 with a retention of 1,000 the cutoff is 200 on the participant's clock: T1 finished
+  // at 150 there and T3 at 70, but T3 was made at 900, and T2, in doubt, has not finished.
+  t.is(barrier.purge(1_250, 1_000), 1);
+  t.deepEqual(barrier.status('T1'), { status: 'forgotten' });
+  t.deepEqual(barrier.status('T2'), { status: 'voted-yes' });
+  t.deepEqual(barrier.status('T3'), { status: 'voted-no', reason: 'x' });
+  t.is(barrier.purge(2_000, 1_000), 1);
+  t.deepEqual(barrier.status('T3'), { status: 'forgotten' });
+  t.deepEqual(barrier.inDoubt(), ['T2']);
 });
 
 test('the ledger holds, captures and releases, and conserves money', (t) => {

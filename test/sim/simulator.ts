@@ -10,6 +10,7 @@
  * processes restart, paused ones resume, the network stops misbehaving, and a bounded quiet period
  * follows, after which liveness is checked. Safety is checked at every step along the way.
  */
+import { assert } from '../../common/assert.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
 import { SimClients } from './clients.ts';
 import { SimCoordinator } from './coordinator-shell.ts';
@@ -94,6 +95,7 @@ class World implements ProcessContext, CheckedWorld {
   #steps = 0;
   #nextRequestId = 1;
   #nextTxId = 1;
+  readonly #txCreatedAt = new Map<string, number>();
   #nextPause = 1;
 
   constructor(seed: number, options: RunOptions) {
@@ -182,9 +184,16 @@ class World implements ProcessContext, CheckedWorld {
   }
 
   nextTxId(): string {
-    const id = this.#nextTxId;
+    const id = `TX${String(this.#nextTxId).padStart(24, '0')}`;
     this.#nextTxId += 1;
-    return `TX${String(id).padStart(24, '0')}`;
+    this.#txCreatedAt.set(id, this.now);
+    return id;
+  }
+
+  txCreatedAt(txId: string): number {
+    const createdAt = this.#txCreatedAt.get(txId);
+    assert(createdAt !== undefined, `${txId} was made by nextTxId`);
+    return createdAt;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -218,6 +227,7 @@ class World implements ProcessContext, CheckedWorld {
       case 'flush':
       case 'write-done':
       case 'timer':
+      case 'purge':
         this.#toProcess(event);
         return;
       case 'request-timeout':
@@ -260,7 +270,7 @@ class World implements ProcessContext, CheckedWorld {
     }
   }
 
-  #toProcess(event: Extract<SimEvent, { kind: 'flush' | 'write-done' | 'timer' }>): void {
+  #toProcess(event: Extract<SimEvent, { kind: 'flush' | 'write-done' | 'timer' | 'purge' }>): void {
     const process = this.#process(event.node);
     if (process.incarnation !== event.incarnation) return;
     if (process.paused) {
@@ -269,6 +279,7 @@ class World implements ProcessContext, CheckedWorld {
     }
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
+    else if (event.kind === 'purge') this.#participant(event.node).onPurge();
     else process.onTimer(event.due);
   }
 

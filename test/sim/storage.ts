@@ -5,7 +5,10 @@
  * after a crash they hold exactly what a committed SQLite transaction would.
  *
  * The barrier refuses a second row for one (transaction, phase) as the table's primary key does,
- * and reports its status by the same rules as the real shell's `#storedStatus`. The ledger follows
+ * and reports its status by the same rules as the real shell's `#storedStatus`. It expires as the
+ * real one does: a purge forgets the transactions finished before a cutoff on the participant's
+ * clock and raises the durable watermark to it; a transaction with no rows created before the
+ * watermark (by the coordinator's clock, which a ULID carries) is then `forgotten`. The ledger follows
  * the bank's rules (`participants/bank/rules.ts`): PREPARE checks the available amount and places
  * a hold, COMMIT captures it and credits the payee, ABORT releases it.
  */
@@ -20,6 +23,11 @@ interface BarrierRows {
   prepare: { readonly outcome: PrepareOutcome; readonly reason: string | undefined } | undefined;
   commit: boolean;
   abort: boolean;
+  /**
+   * The participant's clock when the first row that finishes the transaction was written (a
+   * decision, or a NO vote): what the real purge compares with its cutoff.
+   */
+  finishedAt: number | undefined;
 }
 
 /** What SQLite would refuse with a constraint error. */
@@ -29,6 +37,22 @@ export class BarrierConstraintError extends Error {
 
 export class SimBarrier {
   readonly #rows = new Map<string, BarrierRows>();
+  readonly #createdAt: (txId: string) => number;
+  readonly #clockSkewMs: number;
+  /** Durable, as the `barrier_retention` row: no rows and created before this means forgotten. */
+  #forgottenBefore = 0;
+
+  /**
+   * `createdAt` gives a transaction's creation time on the coordinator's clock; `clockSkewMs` is
+   * how far this participant's clock is ahead of it. Without them nothing is ever forgotten.
+   */
+  constructor(
+    createdAt: (txId: string) => number = () => Number.POSITIVE_INFINITY,
+    clockSkewMs = 0,
+  ) {
+    this.#createdAt = createdAt;
+    this.#clockSkewMs = clockSkewMs;
+  }
 
   /** INSERT of the prepare row: fails if the transaction already has one (PRIMARY KEY). */
   checkPrepareAbsent(txId: string): void {
@@ -37,13 +61,21 @@ export class SimBarrier {
     }
   }
 
-  insertPrepare(txId: string, outcome: PrepareOutcome, reason: string | undefined): void {
+  /** `now` is the simulation's clock; rows carry the participant's, as `created_at` does. */
+  insertPrepare(
+    txId: string,
+    outcome: PrepareOutcome,
+    reason: string | undefined,
+    now: number,
+  ): void {
     this.checkPrepareAbsent(txId);
-    this.#rowsOf(txId).prepare = { outcome, reason };
+    const rows = this.#rowsOf(txId);
+    rows.prepare = { outcome, reason };
+    if (outcome === 'no') rows.finishedAt ??= now + this.#clockSkewMs;
   }
 
   /** INSERT OR IGNORE: true when the row was written, false when it was already there. */
-  insertIfAbsent(txId: string, phase: 'prepare' | 'commit' | 'abort'): boolean {
+  insertIfAbsent(txId: string, phase: 'prepare' | 'commit' | 'abort', now: number): boolean {
     const rows = this.#rowsOf(txId);
     if (phase === 'prepare') {
       if (rows.prepare !== undefined) return false;
@@ -52,7 +84,26 @@ export class SimBarrier {
     }
     if (rows[phase]) return false;
     rows[phase] = true;
+    rows.finishedAt ??= now + this.#clockSkewMs;
     return true;
+  }
+
+  /**
+   * The real `#purge`: forgets every transaction finished more than `retentionMs` ago by this
+   * participant's clock and created before that cutoff (by its id), and raises the watermark to
+   * the cutoff. Returns how many it forgot.
+   */
+  purge(now: number, retentionMs: number): number {
+    const cutoff = now + this.#clockSkewMs - retentionMs;
+    let purged = 0;
+    for (const [txId, rows] of this.#rows) {
+      if (rows.finishedAt === undefined || rows.finishedAt >= cutoff) continue;
+      if (this.#createdAt(txId) >= cutoff) continue;
+      this.#rows.delete(txId);
+      purged += 1;
+    }
+    this.#forgottenBefore = Math.max(this.#forgottenBefore, cutoff);
+    return purged;
   }
 
   prepareOutcome(txId: string): PrepareOutcome | undefined {
@@ -62,7 +113,9 @@ export class SimBarrier {
   /** The status the real shell derives from the rows, with the same assertions. */
   status(txId: string): StoredStatus | undefined {
     const rows = this.#rows.get(txId);
-    if (rows === undefined) return undefined;
+    if (rows === undefined) {
+      return this.#createdAt(txId) < this.#forgottenBefore ? { status: 'forgotten' } : undefined;
+    }
     if (rows.commit) return { status: 'committed' };
     if (rows.abort) return { status: 'aborted' };
     assert(rows.prepare, `barrier of ${txId} has a prepare row`);
@@ -88,7 +141,7 @@ export class SimBarrier {
   #rowsOf(txId: string): BarrierRows {
     let rows = this.#rows.get(txId);
     if (rows === undefined) {
-      rows = { prepare: undefined, commit: false, abort: false };
+      rows = { prepare: undefined, commit: false, abort: false, finishedAt: undefined };
       this.#rows.set(txId, rows);
     }
     return rows;

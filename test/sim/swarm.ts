@@ -70,6 +70,20 @@ export interface SwarmParameters {
   /** Faults are injected for `chaosMs`; then everything heals and `quietMs` bounds liveness. */
   readonly chaosMs: number;
   readonly quietMs: number;
+  /** Barrier expiry; undefined: nothing expires, as with the real 7 days in a run of seconds. */
+  readonly barrier: BarrierParameters | undefined;
+}
+
+export interface BarrierParameters {
+  /** `--barrier-retention-ms`, from its smallest allowed value (1 s) up. */
+  readonly retentionMs: number;
+  /**
+   * How far each participant's clock is ahead of the coordinator's. Only the watermark's test
+   * sees it: a transaction's creation time is the coordinator's, the cutoff the participant's.
+   * Some skews exceed the retention, a misconfiguration that may refuse payments but must not
+   * break one.
+   */
+  readonly clockSkewMs: Readonly<Record<ParticipantName, number>>;
 }
 
 /** How big a seed may get: the knob that trades seeds per second for depth per seed. */
@@ -112,7 +126,16 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
     fsyncMsMax,
     chaosMs,
     quietMs: 60_000,
+    // Drawn last, so that every other parameter of a seed is what it was before expiry existed.
+    barrier: drawBarrier(rng),
   };
+}
+
+function drawBarrier(rng: Random): BarrierParameters | undefined {
+  if (!rng.chance(0.5)) return undefined;
+  const retentionMs = rng.int(1_000, 4_000);
+  const skew = (): number => (rng.chance(0.3) ? rng.int(-6_000, 6_000) : rng.int(-50, 50));
+  return { retentionMs, clockSkewMs: { bank: skew(), vendor: skew(), customer: skew() } };
 }
 
 function drawNetwork(rng: Random): NetworkParameters {

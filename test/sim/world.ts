@@ -58,6 +58,7 @@ export type SimEvent =
   | { readonly kind: 'deliver'; readonly packet: Packet }
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
+  | { readonly kind: 'purge'; readonly node: ParticipantName; readonly incarnation: number }
   | {
       readonly kind: 'timer';
       readonly node: ProcessName;
@@ -85,6 +86,8 @@ export const faultKinds = [
   'crash-mid-write',
   'crash-after-step',
   'write-survived-crash',
+  /** Not a fault but what barrier expiry (swarm.ts) must lead to: a message met the watermark. */
+  'message-for-forgotten',
   'journal-records-lost',
   'pause',
 ] as const;
@@ -131,6 +134,8 @@ export interface ProcessContext {
   crash(node: ProcessName, why: FaultKind): void;
   nextRequestId(): number;
   nextTxId(): string;
+  /** When `nextTxId` made this id: the time a real transaction id (a ULID) carries. */
+  txCreatedAt(txId: string): number;
 }
 
 export function isProcessName(name: NodeName): name is ProcessName {

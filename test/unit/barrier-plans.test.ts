@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadMigrations, openDatabase, setPragmas } from '../../common/sqlite.ts';
+import { ulidTimePrefix } from '../../common/ids.ts';
 import { participantNames } from '../../common/protocol.ts';
 import { finishedBeforeSql, inDoubtSql } from '../../participants/service.ts';
 
@@ -36,7 +37,7 @@ for (const name of participantNames) {
     test(`the ${name} ${query} searches the ${index} index, never scans the table`, (t) => {
       const db = openDatabase(join(tempDirectory(t), `${name}.db`), name);
       t.teardown(() => db.close());
-      const parameters = sql.includes('?') ? [Date.now()] : [];
+      const parameters = query === 'purge' ? [Date.now(), ulidTimePrefix(Date.now())] : [];
       const plan = db
         .prepare(`EXPLAIN QUERY PLAN ${sql}`)
         .all(...parameters)

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { decodeTime } from 'ulid';
-import { pooledRandom, ulidFactory, ulidTime } from '../../common/ids.ts';
+import { pooledRandom, ulidFactory, ulidTime, ulidTimePrefix } from '../../common/ids.ts';
 import { transactionIdPattern } from '../../common/protocol.ts';
 
 test('ids are ULIDs, strictly increasing, stamped with the time they were made', (t) => {
@@ -70,4 +70,22 @@ test('ulidTime reads the time the ulid package reads, and refuses what is not a 
   ]) {
     t.throws(() => ulidTime(bad), { instanceOf: RangeError }, bad);
   }
+});
+
+test('ulidTimePrefix splits ids by time: made before it sorts below, made at or after does not', (t) => {
+  const time = Date.UTC(2026, 11, 4, 12, 0, 0, 5);
+  const prefix = ulidTimePrefix(time);
+  t.is(prefix.length, 10);
+  t.is(ulidTime(`${prefix}0000000000000000`), time);
+  for (const [made, below] of [
+    [time - 1, true],
+    [time - 86_400_000, true],
+    [time, false],
+    [time + 1, false],
+  ] as const) {
+    const id = ulidFactory()(made);
+    t.is(ulidTime(id), made);
+    t.is(id < prefix, below, `${id} made at ${made - time} ms`);
+  }
+  t.true('7ZZZZZZZZZZZZZZZZZZZZZZZZZ' >= ulidTimePrefix(2 ** 48 - 1));
 });
