@@ -15,7 +15,12 @@ import { machineInfo } from './machine.ts';
 import { formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
 import { soakBenchmark } from './soak.ts';
-import { runThroughput, type LevelResult, type ThroughputResult } from './throughput.ts';
+import {
+  runThroughput,
+  selectLevels,
+  type LevelResult,
+  type ThroughputResult,
+} from './throughput.ts';
 import { renderTimeline } from './timeline-chart.ts';
 import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
@@ -78,13 +83,14 @@ async function failover(values: Values): Promise<void> {
 }
 
 async function throughput(values: Values): Promise<void> {
+  const only = typeof values['only'] === 'string' ? values['only'].split(',') : undefined;
+  selectLevels(only); // a bad --only is a usage error before anything is made or started
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const profileDirectory =
     values['profile'] === true ? join(projectRoot, 'bench-results', `profile-${stamp}`) : undefined;
   if (profileDirectory !== undefined) mkdirSync(profileDirectory, { recursive: true });
   const quick = values['quick'] === true;
   process.stderr.write(`throughput${quick ? ' (quick)' : ''}: bounds, then each level\n`);
-  const only = typeof values['only'] === 'string' ? values['only'].split(',') : undefined;
   const result = await runThroughput({ quick, profileDirectory, only });
   const file = saveResult('throughput', result);
   const chart = file.replace(/\.json$/, '.svg');

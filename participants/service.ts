@@ -349,10 +349,10 @@ export class ParticipantService {
   }
 
   /**
-   * Forgets the barrier rows of transactions finished longer than the retention ago, one chunk
-   * per turn of the event loop until caught up, and moves the durable watermark with them. Runs
-   * between batches, never inside one; only finished transactions are touched, so nothing in
-   * doubt or being executed is.
+   * Forgets the barrier rows of transactions finished, and made, longer than the retention ago
+   * (finishedBeforeSql), one chunk per turn of the event loop until caught up, and moves the
+   * durable watermark with them. Runs between batches, never inside one; only finished
+   * transactions are touched, so nothing in doubt or being executed is.
    */
   #purge(): void {
     this.#purgeNext = undefined;
@@ -429,16 +429,18 @@ export class ParticipantService {
 }
 
 /**
- * Finished transactions older than a cutoff, oldest first: finished before it by this host's
- * clock (`created_at`) and made before it by the id's (a ULID; ids below the cutoff's ten-character
- * time prefix were made earlier). The second test keeps every forgotten transaction under the
- * watermark, which `#storedStatus` compares with the id's time: without it, a coordinator whose
- * clock runs ahead of this host's made ids the purge could forget while the watermark did not yet
- * cover them, and a late PREPARE for one found nothing and was executed as new (the simulator
- * found it). The ORDER BY is what makes SQLite use
- * the `barrier_finished` index: without it, DISTINCT alone made the planner scan the whole table
- * in primary-key order, which blocked the participant for a quarter of a second every purge
- * interval once the table held a few million rows (test/unit/barrier-plans.test.ts).
+ * Finished transactions older than a cutoff, oldest first. Older twice over: finished before it
+ * by this host's clock (`created_at`), and made before it by the coordinator's, which the id
+ * carries (a ULID below the cutoff's ten-character time prefix). The second test keeps everything
+ * forgotten under the watermark, which `#storedStatus` compares with the id's time. Without it, a
+ * coordinator clock running ahead of this host's let the purge forget a transaction the watermark
+ * did not cover yet, and a late PREPARE for it found nothing and was executed as new (the
+ * simulator found it; docs/decisions.md).
+ *
+ * The ORDER BY is what makes SQLite use the `barrier_finished` index: without it, DISTINCT alone
+ * made the planner scan the whole table in primary-key order, which blocked the participant for a
+ * quarter of a second every purge interval once the table held a few million rows
+ * (test/unit/barrier-plans.test.ts).
  */
 export const finishedBeforeSql = `SELECT DISTINCT tx_id FROM barrier
   WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ? AND tx_id < ?

@@ -6,9 +6,10 @@
  *
  * The barrier refuses a second row for one (transaction, phase) as the table's primary key does,
  * and reports its status by the same rules as the real shell's `#storedStatus`. It expires as the
- * real one does: a purge forgets the transactions finished before a cutoff on the participant's
- * clock and raises the durable watermark to it; a transaction with no rows created before the
- * watermark (by the coordinator's clock, which a ULID carries) is then `forgotten`. The ledger follows
+ * real one does: a purge forgets the transactions finished before a cutoff by the participant's
+ * clock and made before it by the coordinator's (which a ULID carries), and raises the durable
+ * watermark to the cutoff; a transaction with no rows made before the watermark is then
+ * `forgotten`. The ledger follows
  * the bank's rules (`participants/bank/rules.ts`): PREPARE checks the available amount and places
  * a hold, COMMIT captures it and credits the payee, ABORT releases it.
  */
