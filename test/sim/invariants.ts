@@ -91,16 +91,32 @@ export class Checker {
     this.#issued.add(`${txId}:${decision}`);
   }
 
+  /**
+   * A participant sends a vote: a YES only with its `prepare/yes` row durable, a NO with a
+   * prepare row (or a forgotten transaction, which the watermark answers without one).
+   */
+  onVoteSent(participant: ParticipantName, txId: string, vote: 'yes' | 'no'): void {
+    this.#checkVote(`${participant} sent`, participant, txId, vote);
+  }
+
+  /**
+   * The coordinator hears a vote: the same check, against the voter's barrier now. A finished
+   * transaction may have been forgotten since its vote left (barrier expiry); `onVoteSent` checked
+   * that vote when it was sent.
+   */
   onVoteHeard(participant: ParticipantName, txId: string, vote: 'yes' | 'no'): void {
+    if (this.#world.barrierOf(participant).status(txId)?.status === 'forgotten') return;
+    this.#checkVote(`the coordinator heard ${participant}`, participant, txId, vote);
+  }
+
+  #checkVote(who: string, participant: ParticipantName, txId: string, vote: 'yes' | 'no'): void {
     const barrier = this.#world.barrierOf(participant);
     const stored = barrier.prepareOutcome(txId);
-    // A NO for a transaction the barrier has forgotten needs no row: the watermark answers it.
     const forgotten = barrier.status(txId)?.status === 'forgotten';
     if (vote === 'yes' ? stored !== 'yes' : stored === undefined && !forgotten) {
       this.#fail(
         'not-durable',
-        `the coordinator heard ${participant} vote ${vote} on ${txId}, ` +
-          `but its barrier holds ${stored ?? 'no prepare row'}`,
+        `${who} vote ${vote} on ${txId}, but its barrier holds ${stored ?? 'no prepare row'}`,
       );
     }
   }

@@ -158,6 +158,8 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
 
   protected perform(effect: ParticipantEffect): void {
     if (effect.kind === 'reply') {
+      const { reply } = effect;
+      if (reply.kind === 'vote') this.ctx.checker.onVoteSent(this.name, reply.txId, reply.vote);
       const pending = this.#requests.get(effect.requestRef);
       if (pending === undefined) return;
       this.#requests.delete(effect.requestRef);

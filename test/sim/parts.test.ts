@@ -149,9 +149,12 @@ test('the ledger holds, captures and releases, and conserves money', (t) => {
   t.throws(() => ledger.abort('T1'));
 });
 
-function checkerWith(): { checker: Checker; journal: SimJournal; failures: ViolationKind[] } {
+function checkerWith(barrier = new SimBarrier()): {
+  checker: Checker;
+  journal: SimJournal;
+  failures: ViolationKind[];
+} {
   const journal = new SimJournal();
-  const barrier = new SimBarrier();
   const failures: ViolationKind[] = [];
   const checker = new Checker({
     journal,
@@ -174,12 +177,28 @@ test('the checker reports a YES voter that decides alone, and split decisions', 
   t.deepEqual(failures, ['decided-alone', 'atomicity', 'atomicity']);
 });
 
-test('the checker reports a vote or decision heard before it is durable', (t) => {
+test('the checker reports a vote or decision sent or heard before it is durable', (t) => {
   const { checker, journal, failures } = checkerWith();
+  checker.onVoteSent('bank', 'T1', 'yes');
   checker.onVoteHeard('bank', 'T1', 'yes');
   journal.append([begin('T1'), decided('T1', 'commit')], 1);
   checker.onDecisionHeard('bank', 'T1', 'commit');
-  t.deepEqual(failures, ['not-durable', 'not-durable']);
+  t.deepEqual(failures, ['not-durable', 'not-durable', 'not-durable']);
+});
+
+test('a vote heard after its finished transaction was forgotten is fine; one sent then is not', (t) => {
+  const barrier = new SimBarrier(() => 0);
+  const { checker, failures } = checkerWith(barrier);
+  barrier.insertPrepare('T1', 'yes', undefined, 0);
+  checker.onVoteSent('bank', 'T1', 'yes');
+  barrier.insertIfAbsent('T1', 'abort', 1);
+  barrier.purge(5_000, 1_000);
+  t.deepEqual(barrier.status('T1'), { status: 'forgotten' });
+  checker.onVoteHeard('bank', 'T1', 'yes');
+  checker.onVoteSent('bank', 'T1', 'no');
+  t.deepEqual(failures, []);
+  checker.onVoteSent('bank', 'T1', 'yes');
+  t.deepEqual(failures, ['not-durable']);
 });
 
 test('the checker reports a key that reaches participants twice, and a changed answer', (t) => {
