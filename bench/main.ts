@@ -134,7 +134,7 @@ async function soak(values: Values): Promise<void> {
   const retention = values['soak-retention-ms'];
   const retentionMs =
     typeof retention === 'string'
-      ? integer(retention, 'soak-retention-ms', 100, 365 * 24 * 3_600_000)
+      ? integer(retention, 'soak-retention-ms', 1_000, 365 * 24 * 3_600_000)
       : undefined;
   const result = await soakBenchmark(seconds, rate, retentionMs);
   const file = saveResult('soak', result);

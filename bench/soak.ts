@@ -4,7 +4,10 @@
  * resident memory (/proc), its heap and the transactions it holds in memory (its own counters),
  * and the size of each SQLite file with its WAL. Memory is flat when the last minute looks like
  * the first minute after the warm-up; the journal grows by design until the key retention period
- * (24 h by default) lets the purge remove completed payments (docs/idempotency.md).
+ * (24 h by default) lets the purge remove completed payments (docs/idempotency.md), and each
+ * participant's barrier until its barrier retention (7 days by default) lets it forget finished
+ * transactions (docs/protocol.md). `--soak-retention-ms` sets both, so a short soak sees both
+ * purges run.
  */
 import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -157,13 +160,18 @@ export async function soakBenchmark(
 ): Promise<
   SoakResult & { readonly retentionMs: number | null; readonly violations: readonly string[] }
 > {
-  const flags = retentionMs === undefined ? [] : ['--key-retention-ms', String(retentionMs)];
-  const stack = await startBenchStack(undefined, flags);
+  const barrier = retentionMs === undefined ? [] : ['--barrier-retention-ms', String(retentionMs)];
+  const stack = await startBenchStack(undefined, {
+    coordinator: retentionMs === undefined ? [] : ['--key-retention-ms', String(retentionMs)],
+    bank: barrier,
+    vendor: barrier,
+    customer: barrier,
+  });
   const bench = await BenchRun.open(stack);
   let violations: readonly string[] | undefined;
   try {
     const result = await runSoak(bench, seconds, ratePerSecond);
-    violations = await bench.check(retentionMs !== undefined);
+    violations = await bench.check(retentionMs);
     return { ...result, retentionMs: retentionMs ?? null, violations };
   } finally {
     await bench.close();

@@ -18,13 +18,20 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContinuumClient } from '../client/index.ts';
 import { ConfigError } from '../common/errors.ts';
+import { ulidTimePrefix } from '../common/ids.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import type { Payment } from '../common/protocol.ts';
 import { gcCounters, watchGc, type GcKind, type ServiceStats } from '../common/stats.ts';
 import { openDatabase } from '../common/sqlite.ts';
 import { checkInvariants, moneyBaseline, waitUntilSettled } from '../ops/checker.ts';
 import { projectRoot } from '../ops/service-process.ts';
-import { databaseFiles, startStack, type ServiceName, type Stack } from '../ops/stack.ts';
+import {
+  databaseFiles,
+  startStack,
+  type ServiceName,
+  type Stack,
+  type StackOptions,
+} from '../ops/stack.ts';
 import {
   measureForcedCommits,
   measureMessagingBound,
@@ -244,7 +251,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 
 export async function startBenchStack(
   profileDirectory: string | undefined,
-  coordinatorFlags: readonly string[] = [],
+  flags: StackOptions['flags'] = {},
 ): Promise<Stack> {
   const env: Record<string, string> = { CONTINUUM_STATS: '1' };
   if (profileDirectory !== undefined) {
@@ -253,7 +260,7 @@ export async function startBenchStack(
     env['NODE_OPTIONS'] = `--import tsx --import ${hook}`;
     env['CONTINUUM_CPU_PROFILE_DIR'] = profileDirectory;
   }
-  return startStack({ env, seed: seedParties, flags: { coordinator: coordinatorFlags } });
+  return startStack({ env, seed: seedParties, flags });
 }
 
 export function pidOf(stack: Stack, name: ProcessName): number {
@@ -415,15 +422,16 @@ export class BenchRun {
   }
 
   /**
-   * Waits for every payment to settle, then checks every invariant across the databases. With
-   * `purged`, payments the coordinator no longer knows (their retention is over) are checked
-   * for all-or-nothing at the participants only.
+   * Waits for every payment to settle, then checks every invariant across the databases. With a
+   * key retention, payments the coordinator may have purged are checked for all-or-nothing at the
+   * participants only.
    */
-  async check(purged = false): Promise<string[]> {
+  async check(retentionMs?: number): Promise<string[]> {
     progress('checking invariants across the four databases');
     const files = databaseFiles(this.stack);
     const settled = await waitUntilSettled(files, 30_000);
-    const forgotten = purged ? forgottenTransactions(files) : new Set<string>();
+    const forgotten =
+      retentionMs === undefined ? new Set<string>() : forgottenTransactions(files, retentionMs);
     return checkInvariants(files, { baseline: this.#baseline, settled, forgotten });
   }
 }
@@ -571,22 +579,34 @@ export function pauseOverlaps(
   };
 }
 
-/** Transactions some participant prepared that the coordinator's journal no longer holds. */
-function forgottenTransactions(files: ReturnType<typeof databaseFiles>): Set<string> {
+/**
+ * Transactions the participants hold business rows for that the coordinator's journal no longer
+ * holds and may have purged: those whose id was made before the retention period, since the
+ * purge forgets only payments completed before it. An unknown younger one is a violation. The
+ * business rows, not the barrier, because the participants forget their barrier rows too.
+ */
+export function forgottenTransactions(
+  files: ReturnType<typeof databaseFiles>,
+  retentionMs: number,
+): Set<string> {
+  const before = ulidTimePrefix(Date.now() - retentionMs);
   const read = (file: string, sql: string): string[] => {
     const db = new Database(file, { readonly: true });
     try {
-      return db.prepare(sql).pluck().all() as string[];
+      return db.prepare(sql).pluck().all(before) as string[];
     } finally {
       db.close();
     }
   };
-  const known = new Set(read(files.coordinator, 'SELECT tx_id FROM payments'));
+  const known = new Set(read(files.coordinator, 'SELECT tx_id FROM payments WHERE tx_id < ?'));
   const forgotten = new Set<string>();
-  for (const name of ['bank', 'vendor', 'customer'] as const) {
-    for (const txId of read(files[name], "SELECT tx_id FROM barrier WHERE phase = 'prepare'")) {
-      if (!known.has(txId)) forgotten.add(txId);
-    }
+  const business = [
+    read(files.bank, 'SELECT tx_id FROM holds WHERE tx_id < ?'),
+    read(files.vendor, 'SELECT DISTINCT tx_id FROM reservations WHERE tx_id < ?'),
+    read(files.customer, 'SELECT tx_id FROM purchases WHERE tx_id < ?'),
+  ];
+  for (const txIds of business) {
+    for (const txId of txIds) if (!known.has(txId)) forgotten.add(txId);
   }
   return forgotten;
 }
