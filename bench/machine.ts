@@ -25,10 +25,20 @@ function run(command: string, args: readonly string[]): string {
   }
 }
 
+/**
+ * The CPU's model name and clock, from the text of /proc/cpuinfo. The clock is there because a
+ * VM's host changes from day to day, and the same model name has come at 2.1 GHz and at 2.6 GHz
+ * (docs/performance.md).
+ */
+export function describeCpu(cpuinfo: string): string {
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)$/m.exec(cpuinfo)?.[1]);
+  return Number.isFinite(mhz) && mhz > 0 ? `${model} at ${Math.round(mhz)} MHz` : model;
+}
+
 function cpuModel(): string {
   try {
-    const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-    return /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
+    return describeCpu(readFileSync('/proc/cpuinfo', 'utf8'));
   } catch {
     return 'unknown';
   }
