@@ -21,6 +21,7 @@ import { identifierPattern, participantNames } from '../common/protocol.ts';
 import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
 import { SqliteLease } from './adapters/sqlite-lease.ts';
+import { keyPurgeIntervalMs } from './core/key-retention.ts';
 import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
         journal,
         machine,
         sendTimeoutMs,
-        purgeIntervalMs: Math.max(50, Math.min(60_000, Math.floor(retentionMs / 2))),
+        purgeIntervalMs: keyPurgeIntervalMs(retentionMs),
         log,
         now,
         newTransactionId: () => newId(),

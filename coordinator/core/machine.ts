@@ -608,7 +608,7 @@ function expireWaiters(now: number, tx: Transaction): CoordinatorEffect[] {
 }
 
 /** The longest retry hint an "in progress" answer gives. */
-const inProgressRetryMsMax = 1_000;
+export const inProgressRetryMsMax = 1_000;
 
 function replyEffect(requestRef: RequestRef, reply: PayReply | StatusReply): CoordinatorEffect {
   return { kind: 'reply', requestRef, reply };

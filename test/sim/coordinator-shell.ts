@@ -5,13 +5,15 @@
  * when the input is handled; PREPARE and decision requests carry a timeout and turn into
  * `send-failed` when it passes or when NATS answers "no responders"; a participant's reply is
  * checked as `#answerInput` checks it. Recovery is the real one: `record-recovered` for every
- * record of every unfinished transaction, in order, then `recovery-finished`.
+ * record of every unfinished transaction, in order, then `recovery-finished`. With a key
+ * retention, the real purge timer runs at the interval the real shell computes, from each start.
  */
 import type {
   ParticipantMessage,
   ParticipantName,
   ParticipantReply,
 } from '../../common/protocol.ts';
+import { keyPurgeIntervalMs } from '../../coordinator/core/key-retention.ts';
 import { CoordinatorMachine } from '../../coordinator/core/machine.ts';
 import type {
   CoordinatorConfig,
@@ -25,7 +27,7 @@ import { SimProcess } from './process.ts';
 import type { NodeName, Packet, ProcessContext } from './world.ts';
 
 export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffect> {
-  readonly journal = new SimJournal();
+  readonly journal: SimJournal;
   readonly #config: CoordinatorConfig;
   #machine: CoordinatorMachine | undefined;
   readonly #requests = new Map<RequestRef, { requestId: number; from: NodeName }>();
@@ -40,6 +42,9 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   constructor(ctx: ProcessContext, config: CoordinatorConfig) {
     super('coordinator', ctx);
     this.#config = config;
+    // Test-only mutation: see test/sim/mutations.ts
+    const purgeRule = ctx.mutations.has('purge-by-age') ? 'begun-before-cutoff' : undefined;
+    this.journal = new SimJournal(ctx.params.keys?.retentionMs, purgeRule);
   }
 
   get inFlightCount(): number | undefined {
@@ -62,7 +67,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
         requestRef,
         request,
         newTxId: ctx.nextTxId(),
-        stored: journal.findByKey(request.clientId, request.idempotencyKey),
+        stored: journal.findByKey(request.clientId, request.idempotencyKey, ctx.now),
       }));
       return;
     }
@@ -75,7 +80,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       stored:
         'txId' in query
           ? journal.findById(query.txId)
-          : journal.findByKey(query.clientId, query.idempotencyKey),
+          : journal.findByKey(query.clientId, query.idempotencyKey, ctx.now),
     }));
   }
 
@@ -104,7 +109,24 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#enqueueFailure(outstanding.participant, outstanding.message.txId, 'timeout');
   }
 
+  /** The purge timer of the real shell fired: forget what completed before the retention. */
+  onPurge(): void {
+    if (!this.up || this.journal.retentionMs === undefined) return;
+    const purged = this.journal.purge(this.ctx.now);
+    if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
+    for (let index = 0; index < purged; index += 1) this.ctx.count('key-purged');
+    this.#schedulePurge();
+  }
+
+  #schedulePurge(): void {
+    const { retentionMs } = this.journal;
+    if (retentionMs === undefined) return;
+    const at = this.ctx.now + keyPurgeIntervalMs(retentionMs);
+    this.ctx.schedule(at, { kind: 'purge', node: this.name, incarnation: this.incarnation });
+  }
+
   protected recover(): CoordinatorEffect[] {
+    this.#schedulePurge();
     const machine = new CoordinatorMachine(this.#config);
     this.#machine = machine;
     for (const record of this.journal.unfinishedRecords()) {
@@ -147,7 +169,8 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     if (write === undefined) return [];
     this.#write = undefined;
     const durableBefore = this.journal.durableLength;
-    this.journal.append(write.records, write.durableCount);
+    const released = this.journal.append(write.records, write.durableCount, this.ctx.now);
+    for (let index = 0; index < released; index += 1) this.ctx.count('expired-key-released');
     this.#reportDurable(durableBefore);
     return [];
   }
@@ -176,6 +199,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       const record = this.journal.recordAt(index);
       if (record?.kind === 'begin') checker.onBeginDurable(record);
       else if (record?.kind === 'decided') checker.onDecisionDurable(record.txId, record.decision);
+      else if (record?.kind === 'completed') checker.onCompletedDurable(record);
     }
   }
 

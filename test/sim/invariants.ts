@@ -9,8 +9,10 @@
  *   decision message or a status answer (where `unknown` is the presumed ABORT).
  * - Write-ahead: a YES vote is durable before the coordinator hears it, and a decision is durable
  *   in the journal before a participant or a client hears it.
- * - Idempotency: at most one transaction per (client, key) ever reaches a participant; every
- *   answer for one key is the same; a request whose payment differs from the key's first one is
+ * - Idempotency: a (client, key) is claimed again only by a payment begun more than the key
+ *   retention after the key's last payment durably completed (never, without a retention), so
+ *   within the retention at most one transaction per key reaches a participant; every answer
+ *   naming one transaction is the same; a request whose payment differs from the key's payment is
  *   never answered with that payment's outcome (it gets `key-mismatch`).
  * - Money: at every participant the balances sum to the opening total, and no account holds more
  *   than its balance or less than nothing.
@@ -58,20 +60,54 @@ export interface LivenessView {
 export class Checker {
   readonly #world: CheckedWorld;
   readonly #begins = new Map<string, BeginFacts>();
+  /** Every transaction that durably claimed a key, oldest first: more than one once it expired. */
+  readonly #claims = new Map<string, string[]>();
+  readonly #completedAt = new Map<string, number>();
+  /** The latest transaction of each key that reached a participant. */
   readonly #executedByKey = new Map<string, string>();
   readonly #decided = new Map<string, Decision>();
   readonly #applied = new Map<string, { participant: ParticipantName; decision: Decision }>();
   readonly #issued = new Set<string>();
+  /** The first outcome answered for each transaction. */
   readonly #answers = new Map<string, string>();
 
   constructor(world: CheckedWorld) {
     this.#world = world;
   }
 
-  /** A begin record is durable: its key is claimed for this transaction. */
+  /**
+   * A begin record is durable: its key is claimed for this transaction. A key already claimed
+   * may be claimed again only once its last payment expired: completed durably, more than the
+   * retention before this one began.
+   */
   onBeginDurable(record: Extract<JournalRecord, { kind: 'begin' }>): void {
     const key = keyOf(record.clientId, record.idempotencyKey);
     this.#begins.set(record.txId, { key, fingerprint: record.fingerprint });
+    const claims = this.#claims.get(key);
+    if (claims === undefined) {
+      this.#claims.set(key, [record.txId]);
+      return;
+    }
+    const last = claims.at(-1) as string;
+    claims.push(record.txId);
+    const completedAt = this.#completedAt.get(last);
+    const { retentionMs } = this.#world.journal;
+    if (
+      completedAt === undefined ||
+      retentionMs === undefined ||
+      record.createdAt - completedAt <= retentionMs
+    ) {
+      const completed = completedAt === undefined ? 'not completed' : `completed at ${completedAt}`;
+      this.#fail(
+        'key-executed-twice',
+        `key ${key} claimed by ${record.txId} at ${record.createdAt}, ` +
+          `but ${last} had it (${completed}, retention ${retentionMs ?? 'none'})`,
+      );
+    }
+  }
+
+  onCompletedDurable(record: Extract<JournalRecord, { kind: 'completed' }>): void {
+    if (!this.#completedAt.has(record.txId)) this.#completedAt.set(record.txId, record.completedAt);
   }
 
   onDecisionDurable(txId: string, decision: Decision): void {
@@ -138,14 +174,21 @@ export class Checker {
       this.#fail('not-durable', `${participant} prepared ${txId}, which has no durable begin`);
       return;
     }
-    const first = this.#executedByKey.get(begin.key);
-    if (first === undefined) this.#executedByKey.set(begin.key, txId);
-    else if (first !== txId) {
-      this.#fail(
-        'key-executed-twice',
-        `key ${begin.key} reached ${participant} as ${first} and again as ${txId}`,
-      );
+    const latest = this.#executedByKey.get(begin.key);
+    if (latest === undefined || latest === txId) {
+      this.#executedByKey.set(begin.key, txId);
+      return;
     }
+    // Another transaction of the key: only a later claim, made once the key expired.
+    const claims = this.#claims.get(begin.key) ?? [];
+    if (claims.indexOf(txId) > claims.indexOf(latest)) {
+      this.#executedByKey.set(begin.key, txId);
+      return;
+    }
+    this.#fail(
+      'key-executed-twice',
+      `key ${begin.key} reached ${participant} as ${latest} and again as ${txId}`,
+    );
   }
 
   onDecisionApplied(
@@ -195,7 +238,7 @@ export class Checker {
     if (!this.#answerNamesKey(asked, key, reply.txId)) return false;
     if (reply.kind === 'in-progress') return false;
     this.onDecisionHeard(`client ${asked.clientId}`, reply.txId, decisionOf(reply));
-    this.#sameAnswer(key, summaryOf(reply));
+    this.#sameAnswer(reply.txId, summaryOf(reply));
     return true;
   }
 
@@ -210,7 +253,7 @@ export class Checker {
       this.#fail('wrong-answer', `status of key ${key} named ${reply.txId} of another key`);
       return;
     }
-    const answer = this.#answers.get(key);
+    const answer = this.#answers.get(reply.txId);
     if (answer !== undefined && !answer.startsWith(`${reply.txId} ${reply.state} `)) {
       this.#fail(
         'wrong-answer',
@@ -263,12 +306,17 @@ export class Checker {
 
   #onPayError(asked: AskedPayment, key: string, code: string): boolean {
     if (code === 'overloaded') return false;
-    const claim = this.#world.journal.findByKey(asked.clientId, asked.idempotencyKey);
-    if (code === 'key-mismatch' && claim !== undefined && claim.fingerprint !== asked.fingerprint) {
+    // The key's payment when the answer was made: a claim that may have expired since.
+    const claims = (this.#claims.get(key) ?? []).map((txId) => ({
+      txId,
+      fingerprint: this.#begins.get(txId)?.fingerprint,
+    }));
+    if (code === 'key-mismatch' && claims.some((c) => c.fingerprint !== asked.fingerprint)) {
       return true;
     }
-    const claimed = claim === undefined ? 'missing' : `${claim.txId} with ${claim.fingerprint}`;
-    this.#fail('wrong-answer', `key ${key} was answered ${code}; its claim is ${claimed}`);
+    const claimed =
+      claims.length === 0 ? 'missing' : claims.map((c) => `${c.txId} with ${c.fingerprint}`);
+    this.#fail('wrong-answer', `key ${key} was answered ${code}; its claims: ${String(claimed)}`);
     return false;
   }
 
@@ -290,11 +338,11 @@ export class Checker {
     return true;
   }
 
-  #sameAnswer(key: string, summary: string): void {
-    const first = this.#answers.get(key);
-    if (first === undefined) this.#answers.set(key, summary);
+  #sameAnswer(txId: string, summary: string): void {
+    const first = this.#answers.get(txId);
+    if (first === undefined) this.#answers.set(txId, summary);
     else if (first !== summary) {
-      this.#fail('wrong-answer', `key ${key} answered ${first}, later ${summary}`);
+      this.#fail('wrong-answer', `${txId} answered ${first}, later ${summary}`);
     }
   }
 

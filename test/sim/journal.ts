@@ -11,6 +11,12 @@
  * refuses what SQLite's constraints would refuse: a second claim of one key, a decision for an
  * unknown or already decided transaction. A refusal is a JournalConstraintError, which the
  * simulator reports as a failure of the shell: correct code never provokes one.
+ *
+ * With a key retention it expires payments as the real adapter does: a lookup by key no longer
+ * finds a payment whose `completed` record is durable and older than the retention; a `begin`
+ * that claims such a key releases the old payment in the same write; and `purge` forgets every
+ * such payment, records and all. A forgotten payment keeps only what the checker and the run's
+ * totals need: its durable decision, which a purge forgets but never contradicts.
  */
 import type { Decision } from '../../common/protocol.ts';
 import type { JournalRecord, StoredPayment } from '../../coordinator/core/types.ts';
@@ -32,7 +38,13 @@ interface Entry {
   /** Position of the decided record in the log, to tell whether it is durable yet. */
   decidedAt: number;
   completed: boolean;
+  /** The completed record's time and position: it sets `completed_at` once durable. */
+  completedAt: number;
+  completedPosition: number;
 }
+
+/** Test-only mutation 'purge-by-age' (mutations.ts): the purge's condition, broken. */
+export type PurgeRule = 'completed-before-cutoff' | 'begun-before-cutoff';
 
 export class JournalConstraintError extends Error {
   override readonly name = 'JournalConstraintError';
@@ -43,19 +55,56 @@ export function keyOf(clientId: string, idempotencyKey: string): string {
 }
 
 export class SimJournal {
+  /** `--key-retention-ms`; undefined: keys never expire. */
+  readonly retentionMs: number | undefined;
+  readonly #purgeRule: PurgeRule;
   readonly #records: JournalRecord[] = [];
   #durable = 0;
   readonly #byTx = new Map<string, Entry>();
   readonly #byKey = new Map<string, string>();
+  /** Purged or released payments: their records stay in `#records` but are skipped. */
+  readonly #forgotten = new Map<string, Entry>();
 
-  /** Appends one write; the first `durableCount` records of it are durable once this returns. */
-  append(records: readonly JournalRecord[], durableCount: number): void {
+  constructor(retentionMs?: number, purgeRule: PurgeRule = 'completed-before-cutoff') {
+    this.retentionMs = retentionMs;
+    this.#purgeRule = purgeRule;
+  }
+
+  /**
+   * Appends one write made at `now`; the first `durableCount` records of it are durable once this
+   * returns. A `begin` whose key names an expired payment releases it first, as the real
+   * adapter's claim does when it collides. Returns how many payments were released.
+   */
+  append(records: readonly JournalRecord[], durableCount: number, now: number): number {
     const start = this.#records.length;
+    let released = 0;
     for (const record of records) {
+      if (record.kind === 'begin' && this.#releaseExpired(record, now)) released += 1;
       this.#index(record, this.#records.length);
       this.#records.push(record);
     }
     this.#durable = Math.max(this.#durable, start + durableCount);
+    return released;
+  }
+
+  /**
+   * The real `purge`: forgets every payment whose `completed` record is durable and older than
+   * the retention, with its records. Returns how many.
+   */
+  purge(now: number): number {
+    if (this.retentionMs === undefined) return 0;
+    const cutoff = now - this.retentionMs;
+    let purged = 0;
+    for (const entry of [...this.#byTx.values()]) {
+      const expired =
+        this.#purgeRule === 'begun-before-cutoff'
+          ? entry.begin.createdAt < cutoff
+          : this.#expired(entry, now);
+      if (!expired) continue;
+      this.#forget(entry);
+      purged += 1;
+    }
+    return purged;
   }
 
   get durableLength(): number {
@@ -75,13 +124,21 @@ export class SimJournal {
     this.#records.length = kept;
     this.#byTx.clear();
     this.#byKey.clear();
-    this.#records.forEach((record, index) => this.#index(record, index));
+    this.#records.forEach((record, index) => {
+      if (!this.#forgotten.has(record.txId)) this.#index(record, index);
+    });
     return lost;
   }
 
-  findByKey(clientId: string, idempotencyKey: string): StoredPayment | undefined {
+  /**
+   * The payment a key names, unless it expired by `now` (the real `findByKey`); without `now`,
+   * whatever the key names, expired or not.
+   */
+  findByKey(clientId: string, idempotencyKey: string, now?: number): StoredPayment | undefined {
     const txId = this.#byKey.get(keyOf(clientId, idempotencyKey));
-    return txId === undefined ? undefined : this.findById(txId);
+    const entry = txId === undefined ? undefined : this.#byTx.get(txId);
+    if (entry === undefined || (now !== undefined && this.#expired(entry, now))) return undefined;
+    return this.findById(entry.begin.txId);
   }
 
   findById(txId: string): StoredPayment | undefined {
@@ -107,9 +164,9 @@ export class SimJournal {
     return this.#records.filter((record) => this.#byTx.get(record.txId)?.completed === false);
   }
 
-  /** The decision whose record is durable, if any. */
+  /** The decision whose record is durable, if any, also of a payment purged since. */
   durableDecision(txId: string): Decision | undefined {
-    const entry = this.#byTx.get(txId);
+    const entry = this.#byTx.get(txId) ?? this.#forgotten.get(txId);
     if (entry?.decided === undefined || entry.decidedAt >= this.#durable) return undefined;
     return entry.decided.decision;
   }
@@ -117,6 +174,33 @@ export class SimJournal {
   /** Every transaction the journal knows, for the liveness check at the end of a run. */
   transactions(): IterableIterator<JournalEntry> {
     return this.#byTx.values();
+  }
+
+  /** Every transaction the journal purged or released, for the run's totals. */
+  forgotten(): IterableIterator<JournalEntry> {
+    return this.#forgotten.values();
+  }
+
+  /** Completed durably, longer ago than the retention: `completed_at < now - retention`. */
+  #expired(entry: Entry, now: number): boolean {
+    if (this.retentionMs === undefined || !entry.completed) return false;
+    return entry.completedPosition < this.#durable && entry.completedAt < now - this.retentionMs;
+  }
+
+  #releaseExpired(begin: BeginRecord, now: number): boolean {
+    const txId = this.#byKey.get(keyOf(begin.clientId, begin.idempotencyKey));
+    const entry = txId === undefined ? undefined : this.#byTx.get(txId);
+    if (entry === undefined || !this.#expired(entry, now)) return false;
+    this.#forget(entry);
+    return true;
+  }
+
+  #forget(entry: Entry): void {
+    const { txId, clientId, idempotencyKey } = entry.begin;
+    this.#byTx.delete(txId);
+    const key = keyOf(clientId, idempotencyKey);
+    if (this.#byKey.get(key) === txId) this.#byKey.delete(key);
+    this.#forgotten.set(txId, entry);
   }
 
   #index(record: JournalRecord, position: number): void {
@@ -132,6 +216,8 @@ export class SimJournal {
           decided: undefined,
           decidedAt: -1,
           completed: false,
+          completedAt: -1,
+          completedPosition: -1,
         });
         this.#byKey.set(key, record.txId);
         return;
@@ -145,7 +231,11 @@ export class SimJournal {
         entry.decidedAt = position;
         return;
       case 'completed':
-        if (entry !== undefined) entry.completed = true;
+        if (entry !== undefined && !entry.completed) {
+          entry.completed = true;
+          entry.completedAt = record.completedAt;
+          entry.completedPosition = position;
+        }
         return;
     }
   }

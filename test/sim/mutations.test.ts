@@ -23,6 +23,9 @@ const expectedKinds: Readonly<Record<MutationName, readonly ViolationKind[]>> = 
   'prepare-after-abort-is-new': ['shell-threw', 'key-executed-twice', 'liveness'],
   // The coordinator hears YES that no barrier row stands behind.
   'forgotten-prepare-votes-yes': ['not-durable', 'atomicity'],
+  // A key whose payment was forgotten too soon is claimed again within the retention; or the
+  // journal refuses a decision for a payment it forgot while it was in flight.
+  'purge-by-age': ['key-executed-twice', 'shell-threw'],
 };
 
 for (const mutation of mutationNames) {

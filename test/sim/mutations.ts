@@ -2,7 +2,9 @@
  * Deliberate bugs the simulator must catch. Each one is switched on by passing its name in the
  * `mutations` set of `CoordinatorConfig` or `ParticipantConfig`; the machines read that set in a
  * few places marked "Test-only mutation: see test/sim/mutations.ts". Production code never sets
- * it, so without a mutation the machines behave exactly as they do in the services.
+ * it, so without a mutation the machines behave exactly as they do in the services. One,
+ * `purge-by-age`, breaks the simulated journal instead (the purge is the adapter's SQL, which
+ * the simulator models): it proves the checker notices a purge that forgets too much.
  *
  * A checker that cannot fail proves nothing (STYLE.md): `mutations.test.ts` asserts that every
  * mutation below is found within a bounded number of seeds.
@@ -14,12 +16,16 @@ export const mutationNames = [
   'reply-yes-before-durable',
   'prepare-after-abort-is-new',
   'forgotten-prepare-votes-yes',
+  'purge-by-age',
 ] as const;
 
 export type MutationName = (typeof mutationNames)[number];
 
 export const mutationCatalogue: Readonly<
-  Record<MutationName, { readonly machine: 'coordinator' | 'participant'; readonly bug: string }>
+  Record<
+    MutationName,
+    { readonly machine: 'coordinator' | 'participant' | 'journal'; readonly bug: string }
+  >
 > = {
   'send-decision-before-forcing': {
     machine: 'coordinator',
@@ -40,6 +46,11 @@ export const mutationCatalogue: Readonly<
   'forgotten-prepare-votes-yes': {
     machine: 'participant',
     bug: 'a PREPARE for a transaction older than the purged barrier gets YES, as if committed',
+  },
+  'purge-by-age': {
+    // The simulated journal's purge (journal.ts), the model of the real adapter's.
+    machine: 'journal',
+    bug: 'the key purge forgets payments begun before the cutoff, completed or not',
   },
 };
 

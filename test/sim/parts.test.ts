@@ -26,6 +26,7 @@ const payment = {
 function begin(
   txId: string,
   idempotencyKey = `key-${txId}`,
+  createdAt = 0,
 ): Extract<JournalRecord, { kind: 'begin' }> {
   return {
     kind: 'begin',
@@ -35,9 +36,13 @@ function begin(
     fingerprint: 'f',
     payment,
     participants: ['bank'],
-    createdAt: 0,
-    deadlineAt: 1,
+    createdAt,
+    deadlineAt: createdAt + 1,
   };
+}
+
+function completed(txId: string, completedAt: number): JournalRecord {
+  return { kind: 'completed', txId, completedAt };
 }
 
 function decided(txId: string, decision: Decision): JournalRecord {
@@ -77,9 +82,13 @@ test('the event queue runs events by time, and in insertion order at one time', 
 test('a crash keeps forced records and everything before them, and may lose the tail', (t) => {
   for (let seed = 0; seed < 20; seed += 1) {
     const journal = new SimJournal();
-    journal.append([begin('T1')], 1);
-    journal.append([decided('T1', 'commit'), { kind: 'completed', txId: 'T1', completedAt: 0 }], 1);
-    journal.append([begin('T2')], 0);
+    journal.append([begin('T1')], 1, 0);
+    journal.append(
+      [decided('T1', 'commit'), { kind: 'completed', txId: 'T1', completedAt: 0 }],
+      1,
+      0,
+    );
+    journal.append([begin('T2')], 0, 0);
     t.is(journal.durableDecision('T1'), 'commit');
     const lost = journal.crash(new Random(seed));
     t.true(lost <= 2);
@@ -91,14 +100,68 @@ test('a crash keeps forced records and everything before them, and may lose the 
 
 test('the journal refuses what SQLite would: a key claimed twice, a second decision', (t) => {
   const journal = new SimJournal();
-  journal.append([begin('T1', 'key-same')], 1);
-  t.throws(() => journal.append([begin('T2', 'key-same')], 1), {
+  journal.append([begin('T1', 'key-same')], 1, 0);
+  t.throws(() => journal.append([begin('T2', 'key-same')], 1, 0), {
     instanceOf: JournalConstraintError,
   });
-  journal.append([decided('T1', 'abort')], 1);
-  t.throws(() => journal.append([decided('T1', 'commit')], 1), {
+  journal.append([decided('T1', 'abort')], 1, 0);
+  t.throws(() => journal.append([decided('T1', 'commit')], 1, 0), {
     instanceOf: JournalConstraintError,
   });
+});
+
+test('with a retention, a key expires once its payment completed durably, and is claimed again', (t) => {
+  const journal = new SimJournal(1_000);
+  journal.append([begin('T1', 'key-a'), decided('T1', 'commit')], 2, 0);
+  journal.append([completed('T1', 100)], 0, 100);
+  // Completed, but only in the volatile tail: `completed_at` is not set, the key does not expire.
+  t.truthy(journal.findByKey('shop', 'key-a', 5_000));
+  t.is(journal.purge(5_000), 0);
+  journal.append([begin('T2', 'key-b', 200)], 1, 200);
+  // Durable now: a lookup at 1,100 (the cutoff is 100) still finds it, one at 1,101 does not.
+  t.truthy(journal.findByKey('shop', 'key-a', 1_100));
+  t.is(journal.findByKey('shop', 'key-a', 1_101), undefined);
+  t.truthy(journal.findByKey('shop', 'key-a'));
+  t.throws(() => journal.append([begin('T3', 'key-a', 1_050)], 1, 1_050), {
+    instanceOf: JournalConstraintError,
+  });
+  journal.append([begin('T4', 'key-a', 1_200)], 1, 1_200);
+  t.is(journal.findByKey('shop', 'key-a')?.txId, 'T4');
+  t.is(journal.findById('T1'), undefined);
+  // A released payment keeps its durable decision, and a crash does not bring it back.
+  t.is(journal.durableDecision('T1'), 'commit');
+  journal.crash(new Random(1));
+  t.is(journal.findById('T1'), undefined);
+  t.is(journal.findByKey('shop', 'key-a')?.txId, 'T4');
+  t.deepEqual(
+    [...journal.forgotten()].map((entry) => entry.begin.txId),
+    ['T1'],
+  );
+});
+
+test('the purge forgets what completed before the cutoff, never what is unfinished', (t) => {
+  const journal = new SimJournal(1_000);
+  journal.append([begin('T1'), begin('T2'), decided('T1', 'abort'), decided('T2', 'commit')], 4, 0);
+  journal.append([completed('T1', 10), begin('T3', 'key-T3', 20)], 2, 20);
+  t.is(journal.purge(1_010), 0);
+  t.is(journal.purge(1_011), 1);
+  t.is(journal.findById('T1'), undefined);
+  t.truthy(journal.findById('T2'));
+  t.is(journal.purge(1_000_000), 0);
+  t.deepEqual(
+    journal.unfinishedRecords().map((record) => record.txId),
+    ['T2', 'T2', 'T3'],
+  );
+  // The broken rule of the mutation 'purge-by-age' forgets the unfinished ones too.
+  const broken = new SimJournal(1_000, 'begun-before-cutoff');
+  broken.append([begin('T1'), decided('T1', 'commit')], 2, 0);
+  t.is(broken.purge(1_001), 1);
+  t.deepEqual(broken.unfinishedRecords(), []);
+  // Without a retention nothing expires.
+  const forever = new SimJournal();
+  forever.append([begin('T1'), decided('T1', 'commit'), completed('T1', 0)], 3, 0);
+  t.is(forever.purge(1e12), 0);
+  t.truthy(forever.findByKey('shop', 'key-T1', 1e12));
 });
 
 test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {
@@ -149,12 +212,14 @@ test('the ledger holds, captures and releases, and conserves money', (t) => {
   t.throws(() => ledger.abort('T1'));
 });
 
-function checkerWith(barrier = new SimBarrier()): {
+function checkerWith(
+  barrier = new SimBarrier(),
+  journal = new SimJournal(),
+): {
   checker: Checker;
   journal: SimJournal;
   failures: ViolationKind[];
 } {
-  const journal = new SimJournal();
   const failures: ViolationKind[] = [];
   const checker = new Checker({
     journal,
@@ -181,7 +246,7 @@ test('the checker reports a vote or decision sent or heard before it is durable'
   const { checker, journal, failures } = checkerWith();
   checker.onVoteSent('bank', 'T1', 'yes');
   checker.onVoteHeard('bank', 'T1', 'yes');
-  journal.append([begin('T1'), decided('T1', 'commit')], 1);
+  journal.append([begin('T1'), decided('T1', 'commit')], 1, 0);
   checker.onDecisionHeard('bank', 'T1', 'commit');
   t.deepEqual(failures, ['not-durable', 'not-durable', 'not-durable']);
 });
@@ -202,17 +267,38 @@ test('a vote heard after its finished transaction was forgotten is fine; one sen
 });
 
 test('the checker reports a key that reaches participants twice, and a changed answer', (t) => {
-  const { checker, failures } = checkerWith();
+  const { checker, journal, failures } = checkerWith();
   // Two begins of one key cannot both be in one journal; the checker sees every journal ever.
   checker.onBeginDurable(begin('T1', 'key-x'));
   checker.onBeginDurable(begin('T2', 'key-x'));
-  checker.onPrepareExecuted('bank', 'T1');
-  checker.onPrepareExecuted('vendor', 'T2');
   t.deepEqual(failures, ['key-executed-twice']);
   const asked = { clientId: 'shop', idempotencyKey: 'key-x', fingerprint: 'g' };
   const reply = { v: 1, kind: 'in-progress', txId: 'T1', idempotencyKey: 'key-x' } as const;
   checker.onPayAnswer(asked, { ...reply, retryAfterMs: 1 });
   t.deepEqual(failures, ['key-executed-twice', 'mismatch-executed']);
+  const outcome = { v: 1, kind: 'outcome', txId: 'T1', outcome: 'aborted', replay: false } as const;
+  const same = { ...asked, fingerprint: 'f' };
+  journal.append([begin('T1', 'key-x'), decided('T1', 'abort')], 2, 0);
+  checker.onPayAnswer(same, { ...outcome, idempotencyKey: 'key-x', abortedBy: 'bank' });
+  checker.onPayAnswer(same, { ...outcome, idempotencyKey: 'key-x', abortedBy: 'vendor' });
+  t.deepEqual(failures, ['key-executed-twice', 'mismatch-executed', 'wrong-answer']);
+});
+
+test('the checker lets a key be claimed again only after it expired, and never go back', (t) => {
+  const { checker, failures } = checkerWith(new SimBarrier(), new SimJournal(1_000));
+  checker.onBeginDurable(begin('T1', 'key-x', 0));
+  checker.onPrepareExecuted('bank', 'T1');
+  checker.onCompletedDurable({ kind: 'completed', txId: 'T1', completedAt: 100 });
+  // Begun 1,000 ms after T1 completed: not yet expired.
+  checker.onBeginDurable(begin('T2', 'key-x', 1_100));
+  t.deepEqual(failures, ['key-executed-twice']);
+  checker.onCompletedDurable({ kind: 'completed', txId: 'T2', completedAt: 1_200 });
+  checker.onBeginDurable(begin('T3', 'key-x', 2_201));
+  checker.onPrepareExecuted('bank', 'T3');
+  t.deepEqual(failures, ['key-executed-twice']);
+  // The key reached a participant as T3: its older payment may not reach one after it.
+  checker.onPrepareExecuted('vendor', 'T1');
+  t.deepEqual(failures, ['key-executed-twice', 'key-executed-twice']);
 });
 
 test('the checker reports money created or destroyed', (t) => {

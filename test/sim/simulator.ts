@@ -279,7 +279,7 @@ class World implements ProcessContext, CheckedWorld {
     }
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
-    else if (event.kind === 'purge') this.#participant(event.node).onPurge();
+    else if (event.kind === 'purge') process.onPurge();
     else process.onTimer(event.due);
   }
 
@@ -453,7 +453,7 @@ class World implements ProcessContext, CheckedWorld {
     let committed = 0;
     let abortedByVote = 0;
     let abortedByCoordinator = 0;
-    for (const { decided } of this.journal.transactions()) {
+    for (const { decided } of [...this.journal.transactions(), ...this.journal.forgotten()]) {
       if (decided?.decision === 'commit') committed += 1;
       else if (decided?.abortedBy === 'coordinator') abortedByCoordinator += 1;
       else if (decided !== undefined) abortedByVote += 1;

@@ -5,6 +5,7 @@
  * The ranges follow TigerBeetle's VOPR: loss 0-30 %, duplication 0-50 %.
  */
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
+import { inProgressRetryMsMax } from '../../coordinator/core/machine.ts';
 import type { CoordinatorConfig } from '../../coordinator/core/types.ts';
 import type { Random } from './random.ts';
 
@@ -72,6 +73,17 @@ export interface SwarmParameters {
   readonly quietMs: number;
   /** Barrier expiry; undefined: nothing expires, as with the real 7 days in a run of seconds. */
   readonly barrier: BarrierParameters | undefined;
+  /** Key expiry at the coordinator; undefined: nothing expires, as with the real 24 hours. */
+  readonly keys: KeyParameters | undefined;
+}
+
+export interface KeyParameters {
+  /**
+   * `--key-retention-ms`: how long a completed payment answers for its key. A retry or a reuse
+   * of the key after that is a new payment. Always longer than the longest gap between two
+   * attempts of one client: a shorter retention is a misconfiguration (docs/idempotency.md).
+   */
+  readonly retentionMs: number;
 }
 
 export interface BarrierParameters {
@@ -128,6 +140,7 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
     quietMs: 60_000,
     // Drawn last, so that every other parameter of a seed is what it was before expiry existed.
     barrier: drawBarrier(rng),
+    keys: drawKeys(rng, workload),
   };
 }
 
@@ -136,6 +149,17 @@ function drawBarrier(rng: Random): BarrierParameters | undefined {
   const retentionMs = rng.int(1_000, 4_000);
   const skew = (): number => (rng.chance(0.3) ? rng.int(-6_000, 6_000) : rng.int(-50, 50));
   return { retentionMs, clockSkewMs: { bank: skew(), vendor: skew(), customer: skew() } };
+}
+
+function drawKeys(rng: Random, workload: WorkloadParameters): KeyParameters | undefined {
+  if (!rng.chance(0.5)) return undefined;
+  // The longest a client may take to ask again after its payment completed: a request that
+  // waited for the answer and lost it times out, then the client waits out its longest pause (an
+  // "in progress" hint, or its retry delay). With a shorter retention the key may expire in that
+  // gap every time, and the client pays again on every retry and never has its answer: the
+  // simulator found exactly that in 15 of 100,000 seeds while it drew retentions from 100 ms.
+  const gapMs = workload.requestTimeoutMs + Math.max(workload.retryMsMax, inProgressRetryMsMax);
+  return { retentionMs: gapMs + rng.int(1, 4_000) };
 }
 
 function drawNetwork(rng: Random): NetworkParameters {

@@ -58,7 +58,7 @@ export type SimEvent =
   | { readonly kind: 'deliver'; readonly packet: Packet }
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
-  | { readonly kind: 'purge'; readonly node: ParticipantName; readonly incarnation: number }
+  | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
   | {
       readonly kind: 'timer';
       readonly node: ProcessName;
@@ -88,6 +88,12 @@ export const faultKinds = [
   'write-survived-crash',
   /** Not a fault but what barrier expiry (swarm.ts) must lead to: a message met the watermark. */
   'message-for-forgotten',
+  /**
+   * Nor are these what key expiry (swarm.ts) leads to: payments purged, and a `begin` that found
+   * its key's expired payment not purged yet and released it.
+   */
+  'key-purged',
+  'expired-key-released',
   'journal-records-lost',
   'pause',
 ] as const;
