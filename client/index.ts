@@ -29,6 +29,7 @@ import {
   type NatsCredentials,
 } from '../common/nats.ts';
 import {
+  clientDeadlineMsDefault,
   clientIdPattern,
   clientInboxPrefix,
   decodePayReply,
@@ -210,7 +211,7 @@ export class ContinuumClient {
     payment: Payment,
     options: PaymentOptions,
   ): Promise<OutcomeReply> {
-    const deadline = Date.now() + (options.deadlineMs ?? 30_000);
+    const deadline = Date.now() + (options.deadlineMs ?? clientDeadlineMsDefault);
     const attemptTimeoutMs = options.attemptTimeoutMs ?? 2_000;
     const emit = options.onEvent ?? ((): void => undefined);
     let attempt = 0;

@@ -20,6 +20,11 @@ export const quantityMax = 1_000_000;
 export const paymentTimeoutMsDefault = 5_000;
 export const paymentTimeoutMsMin = 100;
 export const paymentTimeoutMsMax = 60_000;
+/**
+ * How long the client library keeps retrying one payment by default (`deadlineMs`); the
+ * coordinator warns about a key retention shorter than this (coordinator/core/key-retention.ts).
+ */
+export const clientDeadlineMsDefault = 30_000;
 /** How long one attempt may wait for its outcome before it is told "in progress". */
 export const waitMsMax = 60_000;
 

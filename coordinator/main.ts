@@ -21,7 +21,7 @@ import { identifierPattern, participantNames } from '../common/protocol.ts';
 import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
 import { SqliteLease } from './adapters/sqlite-lease.ts';
-import { keyPurgeIntervalMs } from './core/key-retention.ts';
+import { keyPurgeIntervalMs, keyRetentionRisk } from './core/key-retention.ts';
 import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
@@ -72,6 +72,8 @@ async function main(): Promise<void> {
   if (leaseInJournal && values['lease-bucket'] !== undefined) {
     throw new ConfigError('--lease-journal on and --lease-bucket exclude each other');
   }
+  const retentionRisk = keyRetentionRisk(retentionMs);
+  if (retentionRisk !== undefined) log.warn('key-retention-short', { retentionMs, retentionRisk });
   const journal = new SqliteJournal(dbFile, retentionMs);
   // Reads the whole journal (recovery reads only the unfinished payments): refuses to start,
   // exit code 1, if the journal and its index disagree.

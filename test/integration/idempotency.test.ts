@@ -110,6 +110,9 @@ test('a key reused after its retention period starts a new payment', async (t) =
       coordinator: [...(fastFlags.coordinator ?? []), '--key-retention-ms', '300'],
     },
   });
+  // A retention this short is for tests: the coordinator says what it risks.
+  const log = ts.stack.services.coordinator.logTail(200);
+  t.regex(log, /"event":"key-retention-short".*"retentionMs":300/);
   const key = 'expiring-key-00000000001';
   const first = await ts.client.makePayment(paymentFor('order-1001'), { idempotencyKey: key });
   await ts.assertConsistent(t);
