@@ -4,7 +4,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../common/cli.ts';
 import { ConfigError } from '../common/errors.ts';
 import { projectRoot } from '../ops/service-process.ts';
 import { runBreakdown } from './breakdown.ts';
@@ -231,7 +231,7 @@ async function main(): Promise<void> {
 /** The command line; a ConfigError with the usage when a flag is unknown or lacks its value. */
 function parseBenchArgs() {
   try {
-    return parseArgs({
+    return parseCommandArgs({
       options: {
         json: { type: 'boolean', default: false },
         quick: { type: 'boolean', default: false },
@@ -250,10 +250,8 @@ function parseBenchArgs() {
       allowPositionals: true,
     });
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`${message.split('. ')[0] ?? message}\n${usage}`);
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(`${error.message}\n${usage}`);
   }
 }
 

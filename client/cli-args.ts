@@ -5,8 +5,9 @@
  * exits with code 2.
  */
 import { existsSync, statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../common/cli.ts';
 import { currencyCodes } from '../common/currencies.ts';
+import { ConfigError } from '../common/errors.ts';
 import {
   amountMinorMax,
   clientIdPattern,
@@ -59,7 +60,7 @@ export function parseCommandLine(spec: CommandSpec, args: readonly string[]): Pa
   for (const [name, flag] of Object.entries(spec.flags)) options[name] = { type: flag.type };
   let parsed;
   try {
-    parsed = parseArgs({
+    parsed = parseCommandArgs({
       args: [...args],
       options,
       strict: true,
@@ -67,7 +68,8 @@ export function parseCommandLine(spec: CommandSpec, args: readonly string[]): Pa
       tokens: true,
     });
   } catch (error) {
-    throw new UsageError(parseErrorText(error), spec.name);
+    if (!(error instanceof ConfigError)) throw error;
+    throw new UsageError(error.message, spec.name);
   }
   const seen = new Set<string>();
   for (const token of parsed.tokens) {
@@ -82,19 +84,6 @@ export function parseCommandLine(spec: CommandSpec, args: readonly string[]): Pa
     throw new UsageError(`pay ${spec.name} takes ${what}, got ${got}`, spec.name);
   }
   return { values: parsed.values, positionals: parsed.positionals };
-}
-
-/** Node's parseArgs messages, shortened to the part a person needs. */
-function parseErrorText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const flag = /'(-[^' ]+)/.exec(message)?.[1];
-  if (/^Unknown option/.test(message)) return `unknown flag ${flag ?? message}`;
-  if (/argument missing/.test(message)) return `${flag ?? 'a flag'} needs a value`;
-  if (/does not take an argument/.test(message)) return `${flag ?? 'a flag'} takes no value`;
-  if (/ambiguous/.test(message)) {
-    return `${flag ?? 'a flag'} needs a value; write --flag=value for a value starting with "-"`;
-  }
-  return message.split('\n')[0] ?? message;
 }
 
 const helpWidth = 100;

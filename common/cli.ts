@@ -2,8 +2,40 @@
  * Command-line flags shared by the services. Every value is checked; a bad one stops the process
  * with a ConfigError that names the flag, before anything is opened or connected.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.ts';
+
+/**
+ * Node's `parseArgs` for every command line of the project (services, `pay`, bench, sim, chaos):
+ * a command line it refuses becomes a ConfigError that names the flag in a few words ("unknown
+ * flag --x", "--x needs a value") instead of Node's paragraph. A caller with an error type of
+ * its own wraps the ConfigError.
+ */
+export function parseCommandArgs<T extends ParseArgsConfig>(
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) throw error;
+    throw new ConfigError(parseErrorText(error instanceof Error ? error.message : String(error)));
+  }
+}
+
+/** Node's parseArgs messages, shortened to the part a person needs. */
+function parseErrorText(message: string): string {
+  const flag = /'(-[^' ]+)/.exec(message)?.[1];
+  if (/^Unknown option/.test(message)) return `unknown flag ${flag ?? message}`;
+  if (/argument missing/.test(message)) return `${flag ?? 'a flag'} needs a value`;
+  if (/does not take an argument/.test(message)) return `${flag ?? 'a flag'} takes no value`;
+  if (/ambiguous/.test(message)) {
+    return `${flag ?? 'a flag'} needs a value; write --flag=value for a value starting with "-"`;
+  }
+  const positional = /^Unexpected argument '([^']*)'/.exec(message)?.[1];
+  if (positional !== undefined) return `unexpected argument ${JSON.stringify(positional)}`;
+  return message.split('\n')[0] ?? message;
+}
 
 export type FlagSpec = Readonly<
   Record<string, { readonly type: 'string'; readonly default?: string }>
@@ -13,17 +45,13 @@ export function parseFlags(
   args: readonly string[],
   spec: FlagSpec,
 ): Record<string, string | undefined> {
-  try {
-    const { values } = parseArgs({
-      args: [...args],
-      options: spec,
-      strict: true,
-      allowPositionals: false,
-    });
-    return values;
-  } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
-  }
+  const { values } = parseCommandArgs({
+    args: [...args],
+    options: spec,
+    strict: true,
+    allowPositionals: false,
+  });
+  return values;
 }
 
 export function requiredFlag(values: Record<string, string | undefined>, name: string): string {

@@ -75,8 +75,9 @@ const refused: readonly (readonly [string[], string])[] = [
   [['--dir', ''], '--dir: is empty'],
   [['--barrier-retention-ms', '999'], '--barrier-retention-ms: must be an integer from 1000 to'],
   [['--lease', 'zookeeper'], '--lease: must be nats or journal, not "zookeeper"'],
-  [['--bogus'], "Unknown option '--bogus'"],
-  [['extra'], "Unexpected argument 'extra'"],
+  [['--bogus'], 'unknown flag --bogus'],
+  [['--duration'], '--duration needs a value'],
+  [['extra'], 'unexpected argument "extra"'],
 ];
 
 for (const [args, message] of refused) {

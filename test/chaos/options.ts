@@ -4,8 +4,9 @@
  * flag and what it accepts, and the command exits with code 2 before starting anything.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../../common/cli.ts';
 import type { CrashPoint } from '../../common/crash.ts';
+import { ConfigError } from '../../common/errors.ts';
 import { faultDescriptions, faultKinds, isFaultKind, type FaultKind } from './faults.ts';
 import { chaosMutations, isChaosMutation, type ChaosMutation } from './mutations.ts';
 import { allCrashPoints } from './nemesis.ts';
@@ -102,14 +103,15 @@ export function parseChaosArgs(
 ): ChaosOptions | 'help' {
   let values: Partial<Record<keyof typeof flags, string | boolean>>;
   try {
-    values = parseArgs({
+    values = parseCommandArgs({
       args: [...argv],
       options: flags,
       strict: true,
       allowPositionals: false,
     }).values;
   } catch (error) {
-    throw new ChaosUsageError('', error instanceof Error ? error.message : String(error));
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ChaosUsageError('', error.message);
   }
   if (values.help === true) return 'help';
   const string = (name: keyof typeof flags): string | undefined => {

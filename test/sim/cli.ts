@@ -10,8 +10,7 @@
  * a digest of the whole trace: the same seed always prints the same digest. Exit code 0 when no
  * property was violated, 1 when one was, 2 for a bad command line.
  */
-import { parseArgs } from 'node:util';
-import { integerFlag } from '../../common/cli.ts';
+import { integerFlag, parseCommandArgs } from '../../common/cli.ts';
 import { ConfigError } from '../../common/errors.ts';
 import {
   isMutationName,
@@ -40,25 +39,20 @@ const usage = `usage: npm run sim -- --seeds <n> [--seed <first>] [--mutation <n
 mutations: ${mutationNames.join(', ')}`;
 
 export function parseCommand(args: readonly string[]): Command {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        seeds: { type: 'string' },
-        seed: { type: 'string' },
-        mutation: { type: 'string' },
-        json: { type: 'boolean' },
-        workers: { type: 'string' },
-        trace: { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    }));
-  } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
-  }
+  const { values } = parseCommandArgs({
+    args: [...args],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      seeds: { type: 'string' },
+      seed: { type: 'string' },
+      mutation: { type: 'string' },
+      json: { type: 'boolean' },
+      workers: { type: 'string' },
+      trace: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
   if (values.help === true) throw new ConfigError('help requested');
   const strings = { seeds: values.seeds, seed: values.seed, workers: values.workers };
   if (values.seeds === undefined && values.seed === undefined) {
