@@ -7,6 +7,11 @@
  * checked as `#answerInput` checks it. Recovery is the real one: `record-recovered` for every
  * record of every unfinished transaction, in order, then `recovery-finished`. With a key
  * retention, the real purge timer runs at the interval the real shell computes, from each start.
+ *
+ * Leadership is `coordinator/leadership.ts`'s: every term begins with a new epoch in the journal;
+ * with a lease (two coordinators), a process waits as a standby until it takes the lease. The term
+ * is checked before every batch and inside every write; a coordinator whose term is over forgets
+ * everything in memory and waits as a standby again. Its messages carry its epoch.
  */
 import type {
   ParticipantMessage,
@@ -22,14 +27,49 @@ import type {
   JournalRecord,
   RequestRef,
 } from '../../coordinator/core/types.ts';
-import { SimJournal } from './journal.ts';
+import { JournalFencedError, type SimJournal } from './journal.ts';
 import { SimProcess } from './process.ts';
-import type { NodeName, Packet, ProcessContext } from './world.ts';
+import type { CoordinatorName, NodeName, Packet, ProcessContext } from './world.ts';
+
+/**
+ * The lease two coordinators contend for (JetStream KV or the journal file in the real system),
+ * always reachable: who may try to lead. What keeps two leaders apart is the journal's epoch.
+ */
+export class SimLease {
+  #holder: CoordinatorName | undefined;
+  #expiresAt = 0;
+
+  /** Takes the lease if nobody holds it or it expired; true when the caller holds it now. */
+  tryAcquire(who: CoordinatorName, now: number, ttlMs: number): boolean {
+    if (this.#holder !== undefined && this.#holder !== who && this.#expiresAt > now) return false;
+    this.#holder = who;
+    this.#expiresAt = now + ttlMs;
+    return true;
+  }
+
+  /** Keeps it: fails once another has taken it, even if the caller's had not expired. */
+  renew(who: CoordinatorName, now: number, ttlMs: number): boolean {
+    if (this.#holder !== who) return false;
+    this.#expiresAt = now + ttlMs;
+    return true;
+  }
+}
+
+export interface LeaseOptions {
+  readonly lease: SimLease;
+  readonly ttlMs: number;
+}
 
 export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffect> {
+  override readonly name: CoordinatorName;
   readonly journal: SimJournal;
   readonly #config: CoordinatorConfig;
+  readonly #lease: LeaseOptions | undefined;
   #machine: CoordinatorMachine | undefined;
+  /** This incarnation's term once it leads; undefined while it is a standby. */
+  #epoch: number | undefined;
+  /** The lease was just taken: the next start leads instead of waiting as a standby. */
+  #leadOnStart = false;
   readonly #requests = new Map<RequestRef, { requestId: number; from: NodeName }>();
   #nextRequestRef = 1;
   /** Requests to participants awaiting a reply, by request id. */
@@ -39,22 +79,38 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   >();
   #write: { records: JournalRecord[]; durableCount: number } | undefined;
 
-  constructor(ctx: ProcessContext, config: CoordinatorConfig) {
-    super('coordinator', ctx);
+  constructor(
+    name: CoordinatorName,
+    ctx: ProcessContext,
+    config: CoordinatorConfig,
+    journal: SimJournal,
+    lease: LeaseOptions | undefined,
+  ) {
+    super(name, ctx);
+    this.name = name;
     this.#config = config;
-    // Test-only mutation: see test/sim/mutations.ts
-    const purgeRule = ctx.mutations.has('purge-by-age') ? 'begun-before-cutoff' : undefined;
-    this.journal = new SimJournal(ctx.params.keys?.retentionMs, purgeRule);
+    this.journal = journal;
+    this.#lease = lease;
+  }
+
+  /** Leading (subscribed to the coordinators' subjects): up, with a term of its own. */
+  get active(): boolean {
+    return this.up && this.#machine !== undefined;
+  }
+
+  /** Leading in the current term: the one whose writes the journal accepts. */
+  get leader(): boolean {
+    return this.active && this.#epoch === this.journal.epoch;
   }
 
   get inFlightCount(): number | undefined {
-    return this.up ? this.#machine?.inFlightCount : undefined;
+    return this.active ? this.#machine?.inFlightCount : undefined;
   }
 
   /** A request from a client or a participant: `pay` or `status`. */
   onRequest(packet: Extract<Packet, { type: 'request' }>): void {
     const { body } = packet;
-    if (body.kind === 'participant') return;
+    if (body.kind === 'participant' || !this.active) return;
     const requestRef = this.#nextRequestRef;
     this.#nextRequestRef += 1;
     this.#requests.set(requestRef, { requestId: packet.requestId, from: packet.from });
@@ -109,9 +165,55 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#enqueueFailure(outstanding.participant, outstanding.message.txId, 'timeout');
   }
 
+  /**
+   * The lease timer of `coordinator/leadership.ts`: a standby tries to take the lease every tenth
+   * of its TTL and, when it does, starts a term; a leader renews it every fifth and, once it is
+   * lost, ends its term and waits as a standby. Either change restarts the process's memory.
+   * A renewal is a request to the NATS servers: its answer comes a round trip later, and the
+   * process goes on working meanwhile (a leader that wakes from a pause writes before it learns
+   * that its lease is gone, and its journal fences it).
+   */
+  onLease(renewing: boolean): void {
+    const lease = this.#lease;
+    if (!this.up || lease === undefined) return;
+    if (this.writing) {
+      // The real renewal waits for the synchronous write to end.
+      this.#scheduleLease(1);
+      return;
+    }
+    const { now } = this.ctx;
+    if (this.#machine === undefined) {
+      if (!lease.lease.tryAcquire(this.name, now, lease.ttlMs)) {
+        this.#scheduleLease(Math.max(20, Math.floor(lease.ttlMs / 10)));
+        return;
+      }
+      this.ctx.count('lease-taken');
+      this.ctx.trace(this.name, 'lease', 'taken');
+      this.#leadOnStart = true;
+    } else if (!renewing) {
+      const { delayMsMin, delayMsMax } = this.ctx.params.network;
+      const answerAt = now + 2 * this.ctx.rng.int(delayMsMin, delayMsMax);
+      const { name, incarnation } = this;
+      this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: true });
+      return;
+    } else if (lease.lease.renew(this.name, now, lease.ttlMs)) {
+      this.#scheduleLease(Math.max(20, Math.floor(lease.ttlMs / 5)));
+      return;
+    } else {
+      this.ctx.trace(this.name, 'lease', 'lost: the term ends');
+    }
+    this.crash();
+    this.start();
+  }
+
+  #scheduleLease(afterMs: number): void {
+    const at = this.ctx.now + afterMs;
+    this.ctx.schedule(at, { kind: 'lease', node: this.name, incarnation: this.incarnation });
+  }
+
   /** The purge timer of the real shell fired: forget what completed before the retention. */
   onPurge(): void {
-    if (!this.up || this.journal.retentionMs === undefined) return;
+    if (!this.active || this.journal.retentionMs === undefined) return;
     const purged = this.journal.purge(this.ctx.now);
     if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
     for (let index = 0; index < purged; index += 1) this.ctx.count('key-purged');
@@ -125,7 +227,23 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.ctx.schedule(at, { kind: 'purge', node: this.name, incarnation: this.incarnation });
   }
 
+  /**
+   * A start: with a lease, as a standby until the lease is taken; then, or without a lease at
+   * once, a new term (`beginTerm`) and recovery from the journal.
+   */
   protected recover(): CoordinatorEffect[] {
+    if (this.#lease !== undefined && !this.#leadOnStart) {
+      this.ctx.trace(this.name, 'standby');
+      this.#scheduleLease(0);
+      return [];
+    }
+    this.#leadOnStart = false;
+    const { epoch, lost } = this.journal.beginTerm(this.ctx.rng);
+    for (let index = 0; index < lost; index += 1) this.ctx.count('journal-records-lost');
+    this.#epoch = epoch;
+    this.ctx.trace(this.name, 'term', `epoch ${epoch}`);
+    if (this.#lease !== undefined)
+      this.#scheduleLease(Math.max(20, Math.floor(this.#lease.ttlMs / 5)));
     this.#schedulePurge();
     const machine = new CoordinatorMachine(this.#config);
     this.#machine = machine;
@@ -168,10 +286,14 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     const write = this.#write;
     if (write === undefined) return [];
     this.#write = undefined;
-    const durableBefore = this.journal.durableLength;
-    const released = this.journal.append(write.records, write.durableCount, this.ctx.now);
+    const released = this.journal.append(
+      write.records,
+      write.durableCount,
+      this.ctx.now,
+      // Test-only mutation: see test/sim/mutations.ts
+      this.ctx.mutations.has('ignore-epoch') ? undefined : this.#epoch,
+    );
     for (let index = 0; index < released; index += 1) this.ctx.count('expired-key-released');
-    this.#reportDurable(durableBefore);
     return [];
   }
 
@@ -183,24 +305,47 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     }
   }
 
+  /**
+   * A newer term began: the write is refused and nothing after it leaves. The real service stops
+   * at once and waits as a standby (without a lease it exits, but one coordinator is never fenced).
+   */
+  /**
+   * The real `#flush` checks the term before it handles a batch: a coordinator that wakes after a
+   * takeover must not answer from its stale memory.
+   */
+  protected override admitBatch(): boolean {
+    // Test-only mutation: see test/sim/mutations.ts
+    if (this.#epoch === this.journal.epoch || this.ctx.mutations.has('ignore-epoch')) return true;
+    this.ctx.count('fenced');
+    this.ctx.trace(this.name, 'fenced', `term ${this.#epoch} is over before a batch`);
+    return false;
+  }
+
+  /** The term check inside the write (the real adapter's, in the same SQLite transaction). */
+  protected override isFenced(error: unknown): boolean {
+    if (!(error instanceof JournalFencedError)) return false;
+    this.ctx.count('fenced');
+    this.ctx.trace(this.name, 'fenced', error.message);
+    return true;
+  }
+
+  protected override onFenced(): void {
+    this.crash();
+    this.start();
+  }
+
   protected loseVolatileState(): void {
+    // Unforced records not written yet are this process's only while its term is current; a
+    // newer term has settled what became of them (SimJournal.beginTerm).
+    const ownsTail = this.#epoch !== undefined && this.#epoch === this.journal.epoch;
     this.#machine = undefined;
+    this.#epoch = undefined;
     this.#requests.clear();
     this.#outstanding.clear();
     this.#write = undefined;
+    if (!ownsTail) return;
     const lost = this.journal.crash(this.ctx.rng);
     for (let index = 0; index < lost; index += 1) this.ctx.count('journal-records-lost');
-  }
-
-  /** Tells the checker about every record that became durable with the last write. */
-  #reportDurable(from: number): void {
-    const { checker } = this.ctx;
-    for (let index = from; index < this.journal.durableLength; index += 1) {
-      const record = this.journal.recordAt(index);
-      if (record?.kind === 'begin') checker.onBeginDurable(record);
-      else if (record?.kind === 'decided') checker.onDecisionDurable(record.txId, record.decision);
-      else if (record?.kind === 'completed') checker.onCompletedDurable(record);
-    }
   }
 
   #sendToParticipant(participant: ParticipantName, message: ParticipantMessage): void {
@@ -208,7 +353,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     const requestId = ctx.nextRequestId();
     this.#outstanding.set(requestId, { participant, message });
     if (message.kind === 'decision') ctx.checker.onDecisionIssued(message.txId, message.decision);
-    const body = { kind: 'participant', message } as const;
+    const body = { kind: 'participant', message, epoch: this.#epoch ?? 0 } as const;
     ctx.send({ type: 'request', requestId, from: this.name, to: participant, body });
     const timeoutAt = ctx.now + ctx.params.coordinator.sendTimeoutMs;
     ctx.schedule(timeoutAt, { kind: 'request-timeout', node: this.name, requestId });
@@ -225,7 +370,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     }
     const body =
       reply.kind === 'status'
-        ? ({ kind: 'status', reply } as const)
+        ? ({ kind: 'status', reply, epoch: this.#epoch ?? 0 } as const)
         : ({ kind: 'pay', reply } as const);
     const { requestId, from } = pending;
     this.ctx.send({ type: 'reply', requestId, from: this.name, to: from, body });

@@ -75,6 +75,13 @@ export class Checker {
     this.#world = world;
   }
 
+  /** A journal record became durable (SimJournal tells, in log order). */
+  onRecordDurable(record: JournalRecord): void {
+    if (record.kind === 'begin') this.onBeginDurable(record);
+    else if (record.kind === 'decided') this.onDecisionDurable(record.txId, record.decision);
+    else this.onCompletedDurable(record);
+  }
+
   /**
    * A begin record is durable: its key is claimed for this transaction. A key already claimed
    * may be claimed again only once its last payment expired: completed durably, more than the

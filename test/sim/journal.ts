@@ -50,6 +50,11 @@ export class JournalConstraintError extends Error {
   override readonly name = 'JournalConstraintError';
 }
 
+/** A write of a term that is over: the real adapter's FencedError, checked inside the write. */
+export class JournalFencedError extends Error {
+  override readonly name = 'JournalFencedError';
+}
+
 export function keyOf(clientId: string, idempotencyKey: string): string {
   return `${clientId}/${idempotencyKey}`;
 }
@@ -64,10 +69,20 @@ export class SimJournal {
   readonly #byKey = new Map<string, string>();
   /** Purged or released payments: their records stay in `#records` but are skipped. */
   readonly #forgotten = new Map<string, Entry>();
+  /** The current term, durable (the `leadership` row); 0 before the first. */
+  #epoch = 0;
 
-  constructor(retentionMs?: number, purgeRule: PurgeRule = 'completed-before-cutoff') {
+  /** Told of every record as it becomes durable, in log order (the checker listens). */
+  readonly #onDurable: (record: JournalRecord) => void;
+
+  constructor(
+    retentionMs?: number,
+    purgeRule: PurgeRule = 'completed-before-cutoff',
+    onDurable: (record: JournalRecord) => void = () => undefined,
+  ) {
     this.retentionMs = retentionMs;
     this.#purgeRule = purgeRule;
+    this.#onDurable = onDurable;
   }
 
   /**
@@ -75,7 +90,15 @@ export class SimJournal {
    * returns. A `begin` whose key names an expired payment releases it first, as the real
    * adapter's claim does when it collides. Returns how many payments were released.
    */
-  append(records: readonly JournalRecord[], durableCount: number, now: number): number {
+  append(
+    records: readonly JournalRecord[],
+    durableCount: number,
+    now: number,
+    epoch?: number,
+  ): number {
+    if (epoch !== undefined && epoch !== this.#epoch) {
+      throw new JournalFencedError(`term ${epoch} is over; term ${this.#epoch} is current`);
+    }
     const start = this.#records.length;
     let released = 0;
     for (const record of records) {
@@ -83,7 +106,7 @@ export class SimJournal {
       this.#index(record, this.#records.length);
       this.#records.push(record);
     }
-    this.#durable = Math.max(this.#durable, start + durableCount);
+    this.#makeDurable(start + durableCount);
     return released;
   }
 
@@ -107,19 +130,30 @@ export class SimJournal {
     return purged;
   }
 
-  get durableLength(): number {
-    return this.#durable;
+  get epoch(): number {
+    return this.#epoch;
   }
 
-  recordAt(index: number): JournalRecord | undefined {
-    return this.#records[index];
+  /**
+   * The real `beginTerm`: a durable write that starts the next term. The previous leader's
+   * unforced records that were not written by then never will be (it is fenced from now on):
+   * as in a crash, a random prefix of them is kept. Returns the new epoch and how many were lost.
+   */
+  beginTerm(rng: Random): { epoch: number; lost: number } {
+    const lost = this.crash(rng);
+    this.#epoch += 1;
+    return { epoch: this.#epoch, lost };
   }
 
-  /** Loses a random part of the volatile tail, as a crash may. Returns how many records. */
+  /**
+   * Loses a random part of the volatile tail, as a crash may; the part kept had been written and
+   * is durable from now on. Returns how many records were lost.
+   */
   crash(rng: Random): number {
     const tail = this.#records.length - this.#durable;
     const kept = this.#durable + rng.int(0, tail);
     const lost = this.#records.length - kept;
+    this.#makeDurable(kept);
     if (lost === 0) return 0;
     this.#records.length = kept;
     this.#byTx.clear();
@@ -179,6 +213,13 @@ export class SimJournal {
   /** Every transaction the journal purged or released, for the run's totals. */
   forgotten(): IterableIterator<JournalEntry> {
     return this.#forgotten.values();
+  }
+
+  #makeDurable(length: number): void {
+    for (let index = this.#durable; index < length; index += 1) {
+      this.#onDurable(this.#records[index] as JournalRecord);
+    }
+    this.#durable = Math.max(this.#durable, length);
   }
 
   /** Completed durably, longer ago than the retention: `completed_at < now - retention`. */

@@ -26,6 +26,9 @@ const expectedKinds: Readonly<Record<MutationName, readonly ViolationKind[]>> = 
   // A key whose payment was forgotten too soon is claimed again within the retention; or the
   // journal refuses a decision for a payment it forgot while it was in flight.
   'purge-by-age': ['key-executed-twice', 'shell-threw'],
+  // A deposed coordinator answers from its stale memory (the machine's assertion), or decides a
+  // transaction the new term decided too (the journal's row refuses it, as SQLite's would).
+  'ignore-epoch': ['machine-threw', 'shell-threw', 'atomicity', 'liveness'],
 };
 
 for (const mutation of mutationNames) {

@@ -17,6 +17,7 @@ export const mutationNames = [
   'prepare-after-abort-is-new',
   'forgotten-prepare-votes-yes',
   'purge-by-age',
+  'ignore-epoch',
 ] as const;
 
 export type MutationName = (typeof mutationNames)[number];
@@ -51,6 +52,11 @@ export const mutationCatalogue: Readonly<
     // The simulated journal's purge (journal.ts), the model of the real adapter's.
     machine: 'journal',
     bug: 'the key purge forgets payments begun before the cutoff, completed or not',
+  },
+  'ignore-epoch': {
+    // The shells' fences (journal.ts, participant-shell.ts), as the real mutation of that name.
+    machine: 'journal',
+    bug: 'the journal accepts writes of an old term, and participants its messages and answers',
   },
 };
 

@@ -10,7 +10,7 @@
  * real shell would use, as its own local transaction, from the start of each incarnation.
  */
 import { assert } from '../../common/assert.ts';
-import type { ParticipantName, StatusReply } from '../../common/protocol.ts';
+import { errorReply, type ParticipantName, type StatusReply } from '../../common/protocol.ts';
 import {
   ParticipantMachine,
   type ParticipantConfig,
@@ -50,6 +50,20 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     return this.up ? this.#machine?.inDoubtCount : undefined;
   }
 
+  /**
+   * The real `#admitEpoch`: a term older than the newest seen is refused; a newer one is recorded
+   * durably (its own small write, at once) before anything of it is handled.
+   */
+  #admitEpoch(epoch: number): boolean {
+    // Test-only mutation: see test/sim/mutations.ts
+    if (epoch < this.barrier.epoch && !this.ctx.mutations.has('ignore-epoch')) {
+      this.ctx.count('stale-epoch');
+      return false;
+    }
+    if (epoch > this.barrier.epoch) this.barrier.epoch = epoch;
+    return true;
+  }
+
   /** PREPARE or a decision from the coordinator. */
   onRequest(packet: Extract<Packet, { type: 'request' }>): void {
     const { body } = packet;
@@ -57,6 +71,19 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     const { message } = body;
     if (message.kind === 'decision') {
       this.ctx.checker.onDecisionHeard(this.name, message.txId, message.decision);
+    }
+    if (!this.#admitEpoch(body.epoch)) {
+      const text = `term ${body.epoch} is over; term ${this.barrier.epoch} is current`;
+      const reply = errorReply('stale-epoch', text);
+      const { requestId, from } = packet;
+      this.ctx.send({
+        type: 'reply',
+        requestId,
+        from: this.name,
+        to: from,
+        body: { kind: 'participant', reply },
+      });
+      return;
     }
     const requestRef = this.#nextRequestRef;
     this.#nextRequestRef += 1;
@@ -82,7 +109,7 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     }
     const reply: StatusReply = body.reply;
     ctx.checker.onStatusAnswer(this.name, { txId }, reply);
-    if (reply.txId !== txId) {
+    if (reply.txId !== txId || !this.#admitEpoch(body.epoch)) {
       this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
       return;
     }
@@ -169,6 +196,11 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     } else if (effect.kind === 'query-status') {
       this.#queryStatus(effect.txId);
     }
+  }
+
+  /** A participant has no term of its own: its writes are never fenced. */
+  protected isFenced(): boolean {
+    return false;
   }
 
   protected loseVolatileState(): void {

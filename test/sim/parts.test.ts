@@ -9,7 +9,8 @@ import type { Decision } from '../../common/protocol.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import { EventQueue } from './event-queue.ts';
 import { Checker } from './invariants.ts';
-import { JournalConstraintError, SimJournal } from './journal.ts';
+import { SimLease } from './coordinator-shell.ts';
+import { JournalConstraintError, JournalFencedError, SimJournal } from './journal.ts';
 import { Random } from './random.ts';
 import { BarrierConstraintError, SimBarrier, SimLedger } from './storage.ts';
 import type { ViolationKind } from './world.ts';
@@ -162,6 +163,43 @@ test('the purge forgets what completed before the cutoff, never what is unfinish
   forever.append([begin('T1'), decided('T1', 'commit'), completed('T1', 0)], 3, 0);
   t.is(forever.purge(1e12), 0);
   t.truthy(forever.findByKey('shop', 'key-T1', 1e12));
+});
+
+test('a new term fences the old one and settles its unwritten records; a crash makes kept ones durable', (t) => {
+  for (let seed = 0; seed < 20; seed += 1) {
+    const durable: string[] = [];
+    const journal = new SimJournal(undefined, undefined, (record) => durable.push(record.kind));
+    t.is(journal.beginTerm(new Random(seed)).epoch, 1);
+    journal.append([begin('T1'), decided('T1', 'commit')], 2, 0, 1);
+    journal.append([completed('T1', 5)], 0, 5, 1);
+    t.deepEqual(durable, ['begin', 'decided']);
+    // The standby's term: the old leader's unforced record survives or not, and is settled.
+    const { epoch, lost } = journal.beginTerm(new Random(seed));
+    t.is(epoch, 2);
+    t.deepEqual(durable, lost === 0 ? ['begin', 'decided', 'completed'] : ['begin', 'decided']);
+    t.throws(() => journal.append([begin('T2')], 1, 6, 1), { instanceOf: JournalFencedError });
+    t.is(journal.findById('T2'), undefined);
+    journal.append([begin('T3')], 1, 7, 2);
+    // Unforced, then a crash that keeps it: durable from then on, told once.
+    journal.append([decided('T3', 'abort'), completed('T3', 8)], 1, 8, 2);
+    const crashLost = journal.crash(new Random(seed));
+    t.is(
+      durable.filter((kind) => kind === 'completed').length,
+      (lost === 0 ? 1 : 0) + 1 - crashLost,
+    );
+    t.is(journal.crash(new Random(seed + 1)), 0, 'nothing volatile is left to lose');
+  }
+});
+
+test('the lease goes to one holder, to another once it expires, and is not renewed once lost', (t) => {
+  const lease = new SimLease();
+  t.true(lease.tryAcquire('coordinator', 0, 100));
+  t.false(lease.tryAcquire('coordinator-2', 99, 100));
+  t.true(lease.renew('coordinator', 99, 100));
+  t.false(lease.tryAcquire('coordinator-2', 198, 100));
+  t.true(lease.tryAcquire('coordinator-2', 199, 100));
+  t.false(lease.renew('coordinator', 200, 100));
+  t.true(lease.tryAcquire('coordinator-2', 250, 100), 'the holder may take it again');
 });
 
 test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {

@@ -34,6 +34,7 @@ export abstract class SimProcess<Input, Effect> {
   #index = 0;
   #followUps: Input[] = [];
   #timerAt = Number.POSITIVE_INFINITY;
+  #fencedWrite = false;
 
   constructor(name: ProcessName, ctx: ProcessContext) {
     this.name = name;
@@ -73,6 +74,7 @@ export abstract class SimProcess<Input, Effect> {
     this.#index = 0;
     this.#followUps = [];
     this.#timerAt = Number.POSITIVE_INFINITY;
+    this.#fencedWrite = false;
     this.loseVolatileState();
   }
 
@@ -82,6 +84,10 @@ export abstract class SimProcess<Input, Effect> {
     const inputs = this.#inbox;
     this.#inbox = [];
     if (inputs.length === 0) return;
+    if (!this.admitBatch()) {
+      this.onFenced();
+      return;
+    }
     const effects = this.#stepAll(inputs.map((makeInput) => makeInput()));
     if (effects !== undefined) this.#run(effects);
   }
@@ -90,7 +96,10 @@ export abstract class SimProcess<Input, Effect> {
     if (!this.up || !this.#writing) return;
     this.#writing = false;
     const results = this.#commitWrite();
-    if (results === undefined) return;
+    if (results === undefined) {
+      if (this.#fencedWrite) this.#onFencedWrite();
+      return;
+    }
     this.#followUps.push(...results);
     this.#continue();
   }
@@ -175,7 +184,10 @@ export abstract class SimProcess<Input, Effect> {
         return;
       }
       const results = this.#commitWrite();
-      if (results === undefined) return;
+      if (results === undefined) {
+        if (this.#fencedWrite) this.#onFencedWrite();
+        return;
+      }
       this.#followUps.push(...results);
     }
     this.#afterBatch();
@@ -198,9 +210,35 @@ export abstract class SimProcess<Input, Effect> {
     try {
       return this.commitWrite();
     } catch (error) {
+      if (this.isFenced(error)) {
+        // Not a failure: a newer term began. Acted on once the write is over (not in a crash).
+        this.#fencedWrite = true;
+        return undefined;
+      }
       this.ctx.fail('shell-threw', `${this.name}: ${errorText(error)}`);
       return undefined;
     }
+  }
+
+  #onFencedWrite(): void {
+    this.#fencedWrite = false;
+    this.onFenced();
+  }
+
+  /** Whether the process may handle a batch now; false: its term is over (coordinators only). */
+  protected admitBatch(): boolean {
+    return true;
+  }
+
+  /** Whether a write failed because the process's term is over. */
+  protected abstract isFenced(error: unknown): boolean;
+
+  /** A write was fenced: the rest of the batch is dropped; the process decides what follows. */
+  protected onFenced(): void {}
+
+  /** A write is being made durable: the real shell, blocked in it, does nothing else. */
+  protected get writing(): boolean {
+    return this.#writing;
   }
 
   #afterBatch(): void {

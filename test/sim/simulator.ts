@@ -13,9 +13,10 @@
 import { assert } from '../../common/assert.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
 import { SimClients } from './clients.ts';
-import { SimCoordinator } from './coordinator-shell.ts';
+import { SimCoordinator, SimLease } from './coordinator-shell.ts';
 import { EventQueue } from './event-queue.ts';
 import { Checker, type CheckedWorld } from './invariants.ts';
+import { SimJournal } from './journal.ts';
 import type { MutationName } from './mutations.ts';
 import { SimNetwork } from './network.ts';
 import { SimParticipant } from './participant-shell.ts';
@@ -25,6 +26,7 @@ import { defaultScale, drawParameters, type Scale, type SwarmParameters } from '
 import { shorten, Trace } from './trace.ts';
 import {
   isProcessName,
+  type CoordinatorName,
   type FaultKind,
   type NodeName,
   type Packet,
@@ -80,7 +82,8 @@ class World implements ProcessContext, CheckedWorld {
   readonly params: SwarmParameters;
   readonly checker: Checker;
   readonly mutations: ReadonlySet<string>;
-  readonly coordinator: SimCoordinator;
+  readonly journal: SimJournal;
+  readonly #coordinators: SimCoordinator[] = [];
   readonly #seed: number;
   readonly #options: RunOptions;
   readonly #queue = new EventQueue<SimEvent>();
@@ -97,6 +100,8 @@ class World implements ProcessContext, CheckedWorld {
   #nextTxId = 1;
   readonly #txCreatedAt = new Map<string, number>();
   #nextPause = 1;
+  /** Which member of the coordinators' queue group NATS hands a request to. */
+  readonly #routeRng: Random;
 
   constructor(seed: number, options: RunOptions) {
     this.#seed = seed;
@@ -108,19 +113,24 @@ class World implements ProcessContext, CheckedWorld {
     this.#faultRng = root.fork();
     const clientRng = root.fork();
     this.rng = root.fork();
+    this.#routeRng = root.fork();
     this.mutations = new Set(options.mutation === undefined ? [] : [options.mutation]);
     this.#trace = new Trace(options.traceLines ?? traceLinesDefault, options.fullTrace === true);
+    // Test-only mutation: see test/sim/mutations.ts
+    const purgeRule = this.mutations.has('purge-by-age') ? 'begun-before-cutoff' : undefined;
+    this.journal = new SimJournal(this.params.keys?.retentionMs, purgeRule, (record) =>
+      this.checker.onRecordDurable(record),
+    );
     this.checker = new Checker(this);
-    this.coordinator = new SimCoordinator(this, {
-      ...this.params.coordinator,
-      mutations: this.mutations,
-    });
+    const config = { ...this.params.coordinator, mutations: this.mutations };
+    const { standby } = this.params;
+    const lease = standby && { lease: new SimLease(), ttlMs: standby.leaseTtlMs };
+    const names: CoordinatorName[] = standby ? ['coordinator', 'coordinator-2'] : ['coordinator'];
+    for (const name of names) {
+      this.#coordinators.push(new SimCoordinator(name, this, config, this.journal, lease));
+    }
     for (const name of participantNames) this.#participants.set(name, this.#newParticipant(name));
     this.#clients = new SimClients(this, clientRng, this.params.workload);
-  }
-
-  get journal(): SimCoordinator['journal'] {
-    return this.coordinator.journal;
   }
 
   barrierOf(participant: ParticipantName): SimParticipant['barrier'] {
@@ -222,12 +232,13 @@ class World implements ProcessContext, CheckedWorld {
   #dispatch(event: SimEvent): void {
     switch (event.kind) {
       case 'deliver':
-        this.#deliver(event.packet);
+        this.#deliver(event.packet, event.routed);
         return;
       case 'flush':
       case 'write-done':
       case 'timer':
       case 'purge':
+      case 'lease':
         this.#toProcess(event);
         return;
       case 'request-timeout':
@@ -270,7 +281,9 @@ class World implements ProcessContext, CheckedWorld {
     }
   }
 
-  #toProcess(event: Extract<SimEvent, { kind: 'flush' | 'write-done' | 'timer' | 'purge' }>): void {
+  #toProcess(
+    event: Extract<SimEvent, { kind: 'flush' | 'write-done' | 'timer' | 'purge' | 'lease' }>,
+  ): void {
     const process = this.#process(event.node);
     if (process.incarnation !== event.incarnation) return;
     if (process.paused) {
@@ -280,6 +293,7 @@ class World implements ProcessContext, CheckedWorld {
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
     else if (event.kind === 'purge') process.onPurge();
+    else if (event.kind === 'lease') this.#coordinator(event.node).onLease(event.renewing === true);
     else process.onTimer(event.due);
   }
 
@@ -292,12 +306,23 @@ class World implements ProcessContext, CheckedWorld {
     // A paused process's timers fire only once it runs again.
     const process = this.#process(node);
     if (process.paused) process.deferred.push(event);
-    else if (node === 'coordinator') this.coordinator.onRequestTimeout(requestId);
-    else this.#participant(node).onRequestTimeout(requestId);
+    else process.onRequestTimeout(requestId);
   }
 
-  #deliver(packet: Packet): void {
-    const { from, to } = packet;
+  /**
+   * NATS hands a request for the coordinators' queue group to one subscribed member: an active
+   * coordinator, paused or not. A standby does not subscribe.
+   */
+  #route(): CoordinatorName | undefined {
+    const members = this.#coordinators.filter((coordinator) => coordinator.active);
+    if (members.length <= 1) return members[0]?.name;
+    return this.#routeRng.pick(members).name;
+  }
+
+  #deliver(packet: Packet, routed?: CoordinatorName): void {
+    const { from } = packet;
+    let { to } = packet;
+    if (packet.type === 'request' && to === 'coordinator') to = routed ?? this.#route() ?? to;
     if (!this.#network.connected(from, to)) {
       this.count('partition-drop');
       this.trace(to, 'cut off', packet);
@@ -309,7 +334,8 @@ class World implements ProcessContext, CheckedWorld {
       return;
     }
     const process = this.#process(to);
-    if (!process.up) {
+    const member = process instanceof SimCoordinator ? process.active : process.up;
+    if (!member) {
       // Nobody subscribes: NATS answers a request at once with "no responders".
       if (packet.type === 'request') {
         const { requestId } = packet;
@@ -324,13 +350,13 @@ class World implements ProcessContext, CheckedWorld {
       return;
     }
     if (process.paused) {
-      process.deferred.push({ kind: 'deliver', packet });
+      const routedTo = process instanceof SimCoordinator ? process.name : undefined;
+      process.deferred.push({ kind: 'deliver', packet, ...(routedTo && { routed: routedTo }) });
       return;
     }
     this.trace(to, 'receive', packet);
-    const target = to === 'coordinator' ? this.coordinator : this.#participant(to);
-    if (packet.type === 'request') target.onRequest(packet);
-    else target.onReply(packet);
+    if (packet.type === 'request') process.onRequest(packet);
+    else process.onReply(packet);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -369,8 +395,15 @@ class World implements ProcessContext, CheckedWorld {
   #pickProcess(): ProcessName {
     const rng = this.#faultRng;
     return rng.chance(this.params.faults.coordinatorShare)
-      ? 'coordinator'
+      ? this.#pickCoordinator()
       : rng.pick(participantNames);
+  }
+
+  /** One of the coordinator processes (no draw when there is one, as before standbys existed). */
+  #pickCoordinator(): CoordinatorName {
+    const [first, ...others] = this.#coordinators;
+    if (others.length === 0) return (first as SimCoordinator).name;
+    return this.#faultRng.pick(this.#coordinators).name;
   }
 
   #pause(node: ProcessName): void {
@@ -398,7 +431,7 @@ class World implements ProcessContext, CheckedWorld {
 
   #partition(): void {
     const rng = this.#faultRng;
-    const nodes: ProcessName[] = ['coordinator', ...participantNames];
+    const nodes: ProcessName[] = this.#processes().map((process) => process.name);
     let isolated: NodeName[] = nodes.filter(() => rng.chance(0.5));
     if (isolated.length === 0 || isolated.length === nodes.length) isolated = [rng.pick(nodes)];
     this.#link('partition', this.#network.partition(isolated), isolated.join(', '));
@@ -410,9 +443,10 @@ class World implements ProcessContext, CheckedWorld {
     const other: NodeName = rng.chance(0.7)
       ? rng.pick(participantNames)
       : `client-${rng.int(0, clients - 1)}`;
+    const coordinator = this.#pickCoordinator();
     const [from, to]: [NodeName, NodeName] = rng.chance(0.5)
-      ? [other, 'coordinator']
-      : ['coordinator', other];
+      ? [other, coordinator]
+      : [coordinator, other];
     this.#link('one-way-cut', this.#network.cut(from, to), `${from} -> ${to}`);
   }
 
@@ -438,7 +472,8 @@ class World implements ProcessContext, CheckedWorld {
 
   #checkLiveness(): void {
     this.checker.checkLiveness({
-      coordinatorInFlight: this.coordinator.inFlightCount,
+      coordinatorInFlight: this.#coordinators.find((coordinator) => coordinator.leader)
+        ?.inFlightCount,
       participants: [...this.#participants.values()].map((participant) => ({
         name: participant.name,
         inDoubt: participant.inDoubtCount,
@@ -482,11 +517,19 @@ class World implements ProcessContext, CheckedWorld {
   }
 
   #processes(): (SimCoordinator | SimParticipant)[] {
-    return [this.coordinator, ...this.#participants.values()];
+    return [...this.#coordinators, ...this.#participants.values()];
   }
 
   #process(name: ProcessName): SimCoordinator | SimParticipant {
-    return name === 'coordinator' ? this.coordinator : this.#participant(name);
+    return name === 'coordinator' || name === 'coordinator-2'
+      ? this.#coordinator(name)
+      : this.#participant(name);
+  }
+
+  #coordinator(name: CoordinatorName): SimCoordinator {
+    const coordinator = this.#coordinators.find((candidate) => candidate.name === name);
+    if (coordinator === undefined) throw new Error(`no coordinator ${name}`);
+    return coordinator;
   }
 
   #participant(name: ParticipantName): SimParticipant {

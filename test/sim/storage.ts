@@ -42,6 +42,8 @@ export class SimBarrier {
   readonly #clockSkewMs: number;
   /** Durable, as the `barrier_retention` row: no rows and created before this means forgotten. */
   #forgottenBefore = 0;
+  /** The newest coordinator term seen; durable, as the `fence` row (raised, never lowered). */
+  epoch = 0;
 
   /**
    * `createdAt` gives a transaction's creation time on the coordinator's clock; `clockSkewMs` is

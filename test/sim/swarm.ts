@@ -75,6 +75,16 @@ export interface SwarmParameters {
   readonly barrier: BarrierParameters | undefined;
   /** Key expiry at the coordinator; undefined: nothing expires, as with the real 24 hours. */
   readonly keys: KeyParameters | undefined;
+  /** A second coordinator and a lease; undefined: one coordinator, leading from its start. */
+  readonly standby: StandbyParameters | undefined;
+}
+
+export interface StandbyParameters {
+  /**
+   * `--lease-ttl-ms`: a leader that does not renew for this long loses the lease to the standby.
+   * Often shorter than a pause, so a paused leader wakes up deposed and finds out by its fence.
+   */
+  readonly leaseTtlMs: number;
 }
 
 export interface KeyParameters {
@@ -141,6 +151,7 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
     // Drawn last, so that every other parameter of a seed is what it was before expiry existed.
     barrier: drawBarrier(rng),
     keys: drawKeys(rng, workload),
+    standby: rng.chance(0.5) ? { leaseTtlMs: rng.int(100, 2_000) } : undefined,
   };
 }
 

@@ -16,19 +16,25 @@ import type { Checker } from './invariants.ts';
 import type { Random } from './random.ts';
 import type { SwarmParameters } from './swarm.ts';
 
-export type ProcessName = 'coordinator' | ParticipantName;
+/**
+ * `coordinator` is the first coordinator process and also the address of the coordinators' queue
+ * group: a request sent to it reaches one active coordinator, as NATS delivers a request to one
+ * subscriber of the group. `coordinator-2` is the standby of the seeds that run two.
+ */
+export type CoordinatorName = 'coordinator' | 'coordinator-2';
+export type ProcessName = CoordinatorName | ParticipantName;
 export type ClientName = `client-${number}`;
 export type NodeName = ProcessName | ClientName;
 
 export type RequestBody =
   | { readonly kind: 'pay'; readonly request: PayRequest }
   | { readonly kind: 'status'; readonly query: StatusQuery }
-  | { readonly kind: 'participant'; readonly message: ParticipantMessage };
+  | { readonly kind: 'participant'; readonly message: ParticipantMessage; readonly epoch: number };
 
 /** `no-responders` is what NATS answers at once when nobody subscribes: the target is down. */
 export type ReplyBody =
   | { readonly kind: 'pay'; readonly reply: PayReply }
-  | { readonly kind: 'status'; readonly reply: StatusReply }
+  | { readonly kind: 'status'; readonly reply: StatusReply; readonly epoch: number }
   | { readonly kind: 'participant'; readonly reply: ParticipantReply }
   | { readonly kind: 'no-responders' };
 
@@ -55,10 +61,18 @@ export type Packet =
  * since is recognised and ignored, as a real kill would have cancelled it.
  */
 export type SimEvent =
-  | { readonly kind: 'deliver'; readonly packet: Packet }
+  /** `routed`: a request NATS already handed to that coordinator (it was paused meanwhile). */
+  | { readonly kind: 'deliver'; readonly packet: Packet; readonly routed?: CoordinatorName }
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
+  /** A lease timer; `renewing`: the answer to a renewal sent a round trip earlier. */
+  | {
+      readonly kind: 'lease';
+      readonly node: CoordinatorName;
+      readonly incarnation: number;
+      readonly renewing?: boolean;
+    }
   | {
       readonly kind: 'timer';
       readonly node: ProcessName;
@@ -93,6 +107,14 @@ export const faultKinds = [
    * its key's expired payment not purged yet and released it.
    */
   'key-purged',
+  /**
+   * Nor these, what two coordinators (swarm.ts) lead to: a standby took the lease, a coordinator
+   * found its term over (before a batch, or in a write), a participant refused an old term's
+   * message or answer.
+   */
+  'lease-taken',
+  'fenced',
+  'stale-epoch',
   'expired-key-released',
   'journal-records-lost',
   'pause',
