@@ -202,6 +202,15 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     } else {
       this.ctx.trace(this.name, 'lease', 'lost: the term ends');
     }
+    this.#restartMemory();
+  }
+
+  /**
+   * What `Leadership` does when a term begins or ends: everything in memory goes (unwritten
+   * records included, settled by the next term), and the process starts over from the journal,
+   * leading or as a standby. Not a crash of the process, but in the simulation the same steps.
+   */
+  #restartMemory(): void {
     this.crash();
     this.start();
   }
@@ -330,8 +339,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   }
 
   protected override onFenced(): void {
-    this.crash();
-    this.start();
+    this.#restartMemory();
   }
 
   protected loseVolatileState(): void {
