@@ -176,11 +176,6 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   onLease(renewing: boolean): void {
     const lease = this.#lease;
     if (!this.up || lease === undefined) return;
-    if (this.writing) {
-      // The real renewal waits for the synchronous write to end.
-      this.#scheduleLease(1);
-      return;
-    }
     const { now } = this.ctx;
     if (this.#machine === undefined) {
       if (!lease.lease.tryAcquire(this.name, now, lease.ttlMs)) {

@@ -236,8 +236,11 @@ export abstract class SimProcess<Input, Effect> {
   /** A write was fenced: the rest of the batch is dropped; the process decides what follows. */
   protected onFenced(): void {}
 
-  /** A write is being made durable: the real shell, blocked in it, does nothing else. */
-  protected get writing(): boolean {
+  /**
+   * A write is being made durable, in the middle of a batch: the real shell, blocked in it, does
+   * nothing else, and its timers (purge, lease) run only once the batch is over.
+   */
+  get writing(): boolean {
     return this.#writing;
   }
 

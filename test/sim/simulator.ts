@@ -290,6 +290,11 @@ class World implements ProcessContext, CheckedWorld {
       process.deferred.push(event);
       return;
     }
+    if ((event.kind === 'purge' || event.kind === 'lease') && process.writing) {
+      // A timer of the real shell runs between batches, never inside one.
+      this.schedule(this.now + 1, event);
+      return;
+    }
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
     else if (event.kind === 'purge') process.onPurge();
