@@ -22,6 +22,7 @@ import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
 import { SqliteLease } from './adapters/sqlite-lease.ts';
 import { keyPurgeIntervalMs, keyRetentionRisk } from './core/key-retention.ts';
+import { leaseTimings } from './core/lease-timing.ts';
 import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
@@ -92,8 +93,7 @@ async function main(): Promise<void> {
     instance,
     log,
     now,
-    standbyPollMs: Math.max(20, Math.floor(leaseTtlMs / 10)),
-    renewMs: Math.max(20, Math.floor(leaseTtlMs / 5)),
+    ...leaseTimings(leaseTtlMs),
     createService: (epoch, onFenced) =>
       new CoordinatorService({
         nats,

@@ -58,6 +58,9 @@ export class SimLease {
 export interface LeaseOptions {
   readonly lease: SimLease;
   readonly ttlMs: number;
+  /** From the TTL, as the real coordinator computes them (`leaseTimings`). */
+  readonly standbyPollMs: number;
+  readonly renewMs: number;
 }
 
 export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffect> {
@@ -179,7 +182,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     const { now } = this.ctx;
     if (this.#machine === undefined) {
       if (!lease.lease.tryAcquire(this.name, now, lease.ttlMs)) {
-        this.#scheduleLease(Math.max(20, Math.floor(lease.ttlMs / 10)));
+        this.#scheduleLease(lease.standbyPollMs);
         return;
       }
       this.ctx.count('lease-taken');
@@ -192,7 +195,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: true });
       return;
     } else if (lease.lease.renew(this.name, now, lease.ttlMs)) {
-      this.#scheduleLease(Math.max(20, Math.floor(lease.ttlMs / 5)));
+      this.#scheduleLease(lease.renewMs);
       return;
     } else {
       this.ctx.trace(this.name, 'lease', 'lost: the term ends');
@@ -246,8 +249,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     for (let index = 0; index < lost; index += 1) this.ctx.count('journal-records-lost');
     this.#epoch = epoch;
     this.ctx.trace(this.name, 'term', `epoch ${epoch}`);
-    if (this.#lease !== undefined)
-      this.#scheduleLease(Math.max(20, Math.floor(this.#lease.ttlMs / 5)));
+    if (this.#lease !== undefined) this.#scheduleLease(this.#lease.renewMs);
     this.#schedulePurge();
     const machine = new CoordinatorMachine(this.#config);
     this.#machine = machine;

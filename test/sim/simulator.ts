@@ -11,6 +11,7 @@
  * follows, after which liveness is checked. Safety is checked at every step along the way.
  */
 import { assert } from '../../common/assert.ts';
+import { leaseTimings } from '../../coordinator/core/lease-timing.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
 import { SimClients } from './clients.ts';
 import { SimCoordinator, SimLease } from './coordinator-shell.ts';
@@ -124,7 +125,11 @@ class World implements ProcessContext, CheckedWorld {
     this.checker = new Checker(this);
     const config = { ...this.params.coordinator, mutations: this.mutations };
     const { standby } = this.params;
-    const lease = standby && { lease: new SimLease(), ttlMs: standby.leaseTtlMs };
+    const lease = standby && {
+      lease: new SimLease(),
+      ttlMs: standby.leaseTtlMs,
+      ...leaseTimings(standby.leaseTtlMs),
+    };
     const names: CoordinatorName[] = standby ? ['coordinator', 'coordinator-2'] : ['coordinator'];
     for (const name of names) {
       this.#coordinators.push(new SimCoordinator(name, this, config, this.journal, lease));
