@@ -13,17 +13,20 @@
  * half-applied a payment fails however fast it was.
  */
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContinuumClient } from '../client/index.ts';
 import { ConfigError } from '../common/errors.ts';
-import { ulidTimePrefix } from '../common/ids.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import type { Payment } from '../common/protocol.ts';
 import { gcCounters, watchGc, type GcKind, type ServiceStats } from '../common/stats.ts';
 import { openDatabase } from '../common/sqlite.ts';
-import { checkInvariants, moneyBaseline, waitUntilSettled } from '../ops/checker.ts';
+import {
+  checkInvariants,
+  forgottenTransactions,
+  moneyBaseline,
+  waitUntilSettled,
+} from '../ops/checker.ts';
 import { projectRoot } from '../ops/service-process.ts';
 import {
   databaseFiles,
@@ -577,36 +580,4 @@ export function pauseOverlaps(
     all: samples.length,
     allDuringPause: samples.filter(duringPause).length,
   };
-}
-
-/**
- * Transactions the participants hold business rows for that the coordinator's journal no longer
- * holds and may have purged: those whose id was made before the retention period, since the
- * purge forgets only payments completed before it. An unknown younger one is a violation. The
- * business rows, not the barrier, because the participants forget their barrier rows too.
- */
-export function forgottenTransactions(
-  files: ReturnType<typeof databaseFiles>,
-  retentionMs: number,
-): Set<string> {
-  const before = ulidTimePrefix(Date.now() - retentionMs);
-  const read = (file: string, sql: string): string[] => {
-    const db = new Database(file, { readonly: true });
-    try {
-      return db.prepare(sql).pluck().all(before) as string[];
-    } finally {
-      db.close();
-    }
-  };
-  const known = new Set(read(files.coordinator, 'SELECT tx_id FROM payments WHERE tx_id < ?'));
-  const forgotten = new Set<string>();
-  const business = [
-    read(files.bank, 'SELECT tx_id FROM holds WHERE tx_id < ?'),
-    read(files.vendor, 'SELECT DISTINCT tx_id FROM reservations WHERE tx_id < ?'),
-    read(files.customer, 'SELECT tx_id FROM purchases WHERE tx_id < ?'),
-  ];
-  for (const txIds of business) {
-    for (const txId of txIds) if (!known.has(txId)) forgotten.add(txId);
-  }
-  return forgotten;
 }

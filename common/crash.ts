@@ -68,6 +68,7 @@ export const testMutationNames = [
   'reply-yes-before-durable',
   'prepare-after-abort-is-new',
   'ignore-epoch',
+  'purge-by-age',
 ] as const;
 
 let mutations: ReadonlySet<string> | undefined;

@@ -81,6 +81,7 @@ async function main(): Promise<void> {
   if (verify) journal.verify();
   // Test-only mutation: see test/sim/mutations.ts
   if (mutations.has('ignore-epoch')) journal.ignoreEpoch();
+  if (mutations.has('purge-by-age')) journal.purgeByAge();
   const nats = await connectNats({ servers, name: `continuum-${instance}` });
   const now = (): number => Date.now();
   const lease = leaseInJournal

@@ -15,6 +15,7 @@
  */
 import Database from 'better-sqlite3';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ulidTimePrefix } from '../common/ids.ts';
 import type { ParticipantName } from '../common/protocol.ts';
 import { inDoubtSql } from '../participants/service.ts';
 
@@ -132,6 +133,12 @@ export function checkInvariants(files: DatabaseFiles, options: CheckOptions): st
             `tx ${txId}: forgotten by the coordinator, committed only at ${committedAt.join(', ')}`,
           );
         }
+        // Only a complete payment may be forgotten: nothing of it may still be held.
+        if (options.settled && seen.some(([, effect]) => effect === 'open')) {
+          violations.push(
+            `tx ${txId}: still held after settling (${summary}, coordinator forgot it)`,
+          );
+        }
         continue;
       }
       if (committedAt.length > 0 && state !== 'committed') {
@@ -227,6 +234,35 @@ function checkLeftovers(dbs: Record<keyof DatabaseFiles, Db>, options: CheckOpti
     ]),
   ];
   return leftovers.filter(([, n]) => n > 0).map(([what, n]) => `${n} ${what} after settling`);
+}
+
+/**
+ * Transactions the participants hold business rows for that the coordinator's journal no longer
+ * holds and may have purged: those whose id was made before the retention period, since the
+ * purge forgets only payments completed before it. An unknown younger one is a violation. The
+ * business rows, not the barrier, because the participants forget their barrier rows too.
+ */
+export function forgottenTransactions(files: DatabaseFiles, retentionMs: number): Set<string> {
+  const before = ulidTimePrefix(Date.now() - retentionMs);
+  const read = (file: string, sql: string): string[] => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.prepare(sql).pluck().all(before) as string[];
+    } finally {
+      db.close();
+    }
+  };
+  const known = new Set(read(files.coordinator, 'SELECT tx_id FROM payments WHERE tx_id < ?'));
+  const forgotten = new Set<string>();
+  const business = [
+    read(files.bank, 'SELECT tx_id FROM holds WHERE tx_id < ?'),
+    read(files.vendor, 'SELECT DISTINCT tx_id FROM reservations WHERE tx_id < ?'),
+    read(files.customer, 'SELECT tx_id FROM purchases WHERE tx_id < ?'),
+  ];
+  for (const txIds of business) {
+    for (const txId of txIds) if (!known.has(txId)) forgotten.add(txId);
+  }
+  return forgotten;
 }
 
 /** Polls until the system is quiet (nothing open or incomplete) or the bound passes. */

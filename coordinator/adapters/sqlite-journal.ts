@@ -54,6 +54,8 @@ export class SqliteJournal {
   /** The term this process leads, once it started one; writes outside it are refused. */
   #epoch: number | undefined;
   #epochIgnored = false;
+  /** Test-only mutation 'purge-by-age': the purge's statements, broken. */
+  #purgeByAge: { expired: Database.Statement; purgePayment: Database.Statement } | undefined;
   /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
   readonly #appendInTransaction: Transaction<
     (records: readonly JournalRecord[], now: number) => void
@@ -147,6 +149,19 @@ export class SqliteJournal {
     this.#epochIgnored = true;
   }
 
+  /**
+   * Test-only mutation 'purge-by-age' (test/sim/mutations.ts): the purge forgets payments by the
+   * age of their start, complete or not.
+   */
+  purgeByAge(): void {
+    this.#purgeByAge = {
+      expired: this.#db.prepare(
+        `SELECT tx_id FROM payments WHERE created_at < ? ORDER BY created_at LIMIT ${purgeChunkMax}`,
+      ),
+      purgePayment: this.#db.prepare('DELETE FROM payments WHERE tx_id = ?'),
+    };
+  }
+
   /** Throws FencedError if another coordinator has started a newer term since ours began. */
   checkTerm(): void {
     if (this.#epoch === undefined || this.#epochIgnored) return;
@@ -228,7 +243,7 @@ export class SqliteJournal {
    * still be waiting for its decision. Returns how many were purged.
    */
   purge(now: number): number {
-    const s = this.#statements;
+    const s = { ...this.#statements, ...this.#purgeByAge };
     const purged = this.#db.transaction(() => {
       const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
       for (const { tx_id: txId } of rows) {

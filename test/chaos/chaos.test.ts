@@ -208,8 +208,47 @@ function moneyOf(result: ChaosRunResult): Record<string, number> {
   }
 }
 
+/**
+ * A second, shorter run with a short key retention: the coordinators purge finished payments and
+ * release expired keys while faults hit them, so clients that re-send an old key start a new
+ * payment, and the checker holds every forgotten payment and every reused key to the retention
+ * (checker.ts, `Retention`). Re-run with
+ * `npm run chaos -- --seed 8 --duration 30 --key-retention-ms 5000 --barrier-retention-ms 5000`.
+ */
+const retentionSeed = 8;
+const retentionDurationS = 30;
+const keyRetentionMs = 5_000;
+let retentionRun: ChaosRunResult | undefined;
+
+test.serial(
+  `a seeded chaos run with a ${keyRetentionMs / 1_000} s key retention (seed ${retentionSeed}) keeps every promise`,
+  async (t) => {
+    t.timeout(240_000);
+    const result = await runChaos(
+      {
+        ...options,
+        seed: retentionSeed,
+        durationS: retentionDurationS,
+        keyRetentionMs,
+      },
+      { phase: (text) => t.log(text), tick: () => undefined },
+    );
+    retentionRun = result;
+    const { summary } = result;
+    t.log(`run directory ${result.runDir}; ${JSON.stringify(summary.keyRetention)}`);
+    t.is(result.violationsText.trim(), '', 'no violations');
+    t.deepEqual(result.violations, []);
+    t.true(summary.settledInTime);
+    t.true((summary.keyRetention?.purged ?? 0) > 0, 'the coordinators purged payments');
+    t.true((summary.keyRetention?.keysReused ?? 0) > 0, 'some keys named a later payment');
+    t.true(summary.payments.committed > 50, 'payments went through');
+  },
+);
+
 test.after.always(() => {
-  // Keep the run directory when something failed, for its history, logs and report.
-  if (run !== undefined && run.violations.length === 0)
-    rmSync(run.runDir, { recursive: true, force: true });
+  // Keep a run directory when something failed, for its history, logs and report.
+  for (const result of [run, retentionRun]) {
+    if (result !== undefined && result.violations.length === 0)
+      rmSync(result.runDir, { recursive: true, force: true });
+  }
 });

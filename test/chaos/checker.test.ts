@@ -8,6 +8,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ulidTimePrefix } from '../../common/ids.ts';
 import { openDatabase } from '../../common/sqlite.ts';
 import { moneyBaseline, type DatabaseFiles } from '../../ops/checker.ts';
 import { seedDemoData } from '../../participants/seed.ts';
@@ -53,6 +54,7 @@ class Events {
       txId?: string;
       fingerprint?: string;
       process?: number;
+      sentAt?: number;
     } = {},
   ) {
     const value = {
@@ -61,6 +63,7 @@ class Events {
       variant: 'fresh',
       orderId: 'o-1',
       fingerprint: options.fingerprint ?? fingerprint,
+      ...(options.sentAt === undefined ? {} : { sentAt: options.sentAt }),
     };
     const process = options.process ?? 0;
     this.add('invoke', 'pay', process, value);
@@ -89,8 +92,20 @@ class Events {
   }
 }
 
-function row(key: string, state: PaymentRow['state'], txId = txA): PaymentRow {
-  return { txId, clientId: client, key, fingerprint, state, completed: state !== 'preparing' };
+function row(
+  key: string,
+  state: PaymentRow['state'],
+  txId = txA,
+  rowFingerprint = fingerprint,
+): PaymentRow {
+  return {
+    txId,
+    clientId: client,
+    key,
+    fingerprint: rowFingerprint,
+    state,
+    completed: state !== 'preparing',
+  };
 }
 
 function snapshot(
@@ -107,6 +122,7 @@ function snapshot(
     effects: { bank: effects(txIds), vendor: effects(txIds), customer: effects(txIds) },
     barriers: { bank: barrier, vendor: barrier, customer: barrier },
     negativeAccounts: [],
+    takenAt: Date.now(),
     ...changes,
   };
 }
@@ -318,4 +334,110 @@ test("a customer's pending total that disagrees with its pending purchases is ca
     messages.includes('customer alice: pending 50 but pending purchases sum to 0'),
     messages.join('\n'),
   );
+});
+
+// ---- with a key retention: the coordinator may forget old payments and reuse their keys -------
+
+const retentionMs = 10_000;
+const withRetention = { ...ok, keyRetentionMs: retentionMs };
+/** A transaction id made `agoMs` before now, as the coordinator makes them. */
+const txMadeAgo = (agoMs: number, tail: string): string =>
+  ulidTimePrefix(Date.now() - agoMs) + tail.repeat(16);
+
+/** A snapshot of these journal rows in which these transactions are committed everywhere. */
+function committedEverywhere(payments: PaymentRow[], ...txIds: string[]): Snapshot {
+  const map = () => new Map(txIds.map((txId) => [txId, 'committed' as const]));
+  return {
+    ...snapshot(payments, undefined),
+    effects: { bank: map(), vendor: map(), customer: map() },
+  };
+}
+
+test('with a retention: a key reused after its payment expired passes; within it, caught', (t) => {
+  const [old, young] = [txMadeAgo(60_000, 'A'), txMadeAgo(20_000, 'B')];
+  const events = new Events()
+    .pay('k-reused-01', 'committed', { txId: old })
+    .pay('k-reused-01', 'aborted', { txId: young, fingerprint: changed })
+    .read('k-reused-01', 1, 'aborted', young);
+  const current = committedEverywhere([row('k-reused-01', 'aborted', young, changed)], old);
+  t.deepEqual(kinds(events, current, withRetention), []);
+  // The same without a retention: the key named two payments.
+  t.true(kinds(events, current, ok).includes('idempotence'));
+  // Reused 5 s after the first began, inside the 10 s retention.
+  const early = txMadeAgo(55_000, 'C');
+  const tooSoon = new Events()
+    .pay('k-reused-01', 'committed', { txId: old })
+    .pay('k-reused-01', 'aborted', { txId: early, fingerprint: changed })
+    .read('k-reused-01', 1, 'aborted', early);
+  const facts = committedEverywhere([row('k-reused-01', 'aborted', early, changed)], old);
+  t.deepEqual(kinds(tooSoon, facts, withRetention), ['idempotence']);
+});
+
+test('with a retention: a payment forgotten before its retention passed is caught', (t) => {
+  const young = txMadeAgo(2_000, 'D');
+  const events = new Events()
+    .pay('k-forgotten-01', 'committed', { txId: young })
+    .read('k-forgotten-01', 1, 'committed', young);
+  const found = kinds(events, committedEverywhere([], young), withRetention);
+  t.deepEqual(found, ['reply-truth', 'reply-truth']);
+  // Old enough, the same facts pass: the purge may have forgotten it after the final read.
+  const old = txMadeAgo(30_000, 'E');
+  const passing = new Events()
+    .pay('k-forgotten-01', 'committed', { txId: old })
+    .read('k-forgotten-01', 1, 'committed', old);
+  t.deepEqual(kinds(passing, committedEverywhere([], old), withRetention), []);
+});
+
+test('with a retention: participants that disagree on a forgotten payment are caught', (t) => {
+  const old = txMadeAgo(30_000, 'F');
+  const facts = {
+    ...snapshot([], undefined),
+    barriers: {
+      bank: new Map([[old, { prepare: 'yes', commit: true, abort: false } as const]]),
+      vendor: new Map([[old, { prepare: 'yes', commit: false, abort: true } as const]]),
+      customer: new Map<string, BarrierView>(),
+    },
+  };
+  t.deepEqual(kinds(new Events(), facts, withRetention), ['atomicity']);
+  // Without a retention the journal should have it: both rows disagree with it.
+  t.deepEqual(kinds(new Events(), facts, ok), ['agreement']);
+});
+
+test('with a retention: a mismatch is checked against the payment the key named then', (t) => {
+  const [old, young] = [txMadeAgo(60_000, 'G'), txMadeAgo(20_000, 'H')];
+  const facts = committedEverywhere(
+    [row('k-mismatch-01', 'committed', young, changed)],
+    old,
+    young,
+  );
+  // Refused while the old payment held the key; the changed request was made later, as new.
+  const refusedFirst = new Events()
+    .pay('k-mismatch-01', 'committed', { txId: old })
+    .pay('k-mismatch-01', 'mismatch', { fingerprint: changed, sentAt: Date.now() - 40_000 })
+    .pay('k-mismatch-01', 'committed', { txId: young, fingerprint: changed })
+    .read('k-mismatch-01', 1, 'committed', young);
+  t.deepEqual(kinds(refusedFirst, facts, withRetention), []);
+  // Refused after the payment with the same request had begun: wrong.
+  const refusedAfter = new Events()
+    .pay('k-mismatch-01', 'committed', { txId: old })
+    .pay('k-mismatch-01', 'committed', { txId: young, fingerprint: changed })
+    .pay('k-mismatch-01', 'mismatch', { fingerprint: changed, sentAt: Date.now() - 1_000 })
+    .read('k-mismatch-01', 1, 'committed', young);
+  t.deepEqual(kinds(refusedAfter, facts, withRetention), ['idempotence']);
+});
+
+test('with a retention: a final read that finds an expired key empty passes', (t) => {
+  const old = txMadeAgo(30_000, 'J');
+  const events = new Events()
+    .pay('k-expired-01', 'committed', { txId: old })
+    .read('k-expired-01', 1, 'unknown', null);
+  const facts = committedEverywhere([row('k-expired-01', 'committed', old)], old);
+  t.deepEqual(kinds(events, facts, withRetention), []);
+  // A young payment must still be found by its key.
+  const young = txMadeAgo(1_000, 'K');
+  const youngEvents = new Events()
+    .pay('k-expired-01', 'committed', { txId: young })
+    .read('k-expired-01', 1, 'unknown', null);
+  const youngFacts = committedEverywhere([row('k-expired-01', 'committed', young)], young);
+  t.true(kinds(youngEvents, youngFacts, withRetention).includes('reply-truth'));
 });

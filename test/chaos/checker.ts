@@ -26,8 +26,14 @@
  * `checkHistory` compares the two without IO. A unit test feeds it doctored facts.
  */
 import Database from 'better-sqlite3';
+import { ulidTime } from '../../common/ids.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
-import { checkInvariants, type DatabaseFiles, type MoneyBaseline } from '../../ops/checker.ts';
+import {
+  checkInvariants,
+  forgottenTransactions,
+  type DatabaseFiles,
+  type MoneyBaseline,
+} from '../../ops/checker.ts';
 import { eventsAt, forEachEvent, type HistoryEvent } from './history.ts';
 
 export const violationKinds = [
@@ -77,6 +83,8 @@ export interface Snapshot {
   readonly barriers: Readonly<Record<ParticipantName, ReadonlyMap<string, BarrierView>>>;
   /** Accounts whose balance or held amount is below zero, as `account: balance/held`. */
   readonly negativeAccounts: readonly string[];
+  /** When it was read (epoch ms): no purge of the run can have come later. */
+  readonly takenAt: number;
 }
 
 function openReadOnly(file: string): Database.Database {
@@ -96,6 +104,7 @@ const effectQueries: Readonly<Record<ParticipantName, string>> = {
 };
 
 export function readSnapshot(files: DatabaseFiles): Snapshot {
+  const takenAt = Date.now();
   const coordinator = openReadOnly(files.coordinator);
   const payments = (
     coordinator
@@ -134,7 +143,7 @@ export function readSnapshot(files: DatabaseFiles): Snapshot {
       db.close();
     }
   }
-  return { payments, effects, barriers, negativeAccounts };
+  return { payments, effects, barriers, negativeAccounts, takenAt };
 }
 
 function readBarrier(db: Database.Database): Map<string, BarrierView> {
@@ -184,12 +193,19 @@ export interface Read {
   readonly txId: string | null;
 }
 
+export interface Mismatch {
+  readonly index: number;
+  readonly fingerprint: string;
+  /** When the request was sent (epoch ms); +Infinity when the history does not say. */
+  readonly sentAt: number;
+}
+
 export interface KeyHistory {
   readonly client: string;
   readonly key: string;
   readonly lines: number[];
   readonly answers: Answer[];
-  readonly mismatches: { readonly index: number; readonly fingerprint: string }[];
+  readonly mismatches: Mismatch[];
   readonly refusals: { readonly index: number; readonly code: string }[];
   readonly unknown: number[];
   readonly reads: Read[];
@@ -263,8 +279,14 @@ export class HistoryIndex {
       return;
     }
     const refused = text(value['refused']);
-    if (refused === 'key-mismatch') entry.mismatches.push({ index, fingerprint });
-    else entry.refusals.push({ index, code: refused === '' ? 'unknown' : refused });
+    if (refused === 'key-mismatch') {
+      const sentAt = Number(value['sentAt']);
+      entry.mismatches.push({
+        index,
+        fingerprint,
+        sentAt: Number.isFinite(sentAt) ? sentAt : Number.POSITIVE_INFINITY,
+      });
+    } else entry.refusals.push({ index, code: refused === '' ? 'unknown' : refused });
   }
 
   #addRead(entry: KeyHistory, event: HistoryEvent): void {
@@ -320,6 +342,50 @@ export interface HistoryCheckOptions {
   /** The system was quiet (nothing held, every payment complete) within the liveness bound. */
   readonly settledInTime: boolean;
   readonly boundS: number;
+  /**
+   * The coordinators' key retention when the run set one. The coordinator may then forget a
+   * payment completed longer ago than that, and a key whose payment it forgot names a new one.
+   */
+  readonly keyRetentionMs?: number | undefined;
+}
+
+/**
+ * What the key retention allows. A payment completes after it begins, and its transaction id (a
+ * ULID) carries when it began, so "began more than the retention ago" is a condition every payment
+ * the coordinator may rightly have forgotten meets. It is weaker than the coordinator's own rule
+ * (completed more than the retention ago), never stronger, so the checker never blames a purge the
+ * rule allowed; what it still catches is a payment forgotten, or a key reused, within the
+ * retention of the payment's start. Without a retention, nothing may be forgotten.
+ */
+export class Retention {
+  readonly ms: number | undefined;
+  readonly #journal: ReadonlySet<string>;
+  readonly #takenAt: number;
+
+  constructor(snapshot: Snapshot, ms: number | undefined) {
+    this.ms = ms;
+    this.#journal = new Set(snapshot.payments.map((row) => row.txId));
+    this.#takenAt = snapshot.takenAt;
+  }
+
+  /** The key of a payment begun this long ago may have expired by the time of the snapshot. */
+  mayHaveExpired(txId: string): boolean {
+    return this.ms !== undefined && beganAt(txId) + this.ms <= this.#takenAt;
+  }
+
+  /** Absent from the journal, and old enough that the purge or a new payment may have removed it. */
+  mayBeForgotten(txId: string): boolean {
+    return !this.#journal.has(txId) && this.mayHaveExpired(txId);
+  }
+}
+
+/** When a transaction began (epoch ms), from its ULID; NaN for an id that is not one. */
+function beganAt(txId: string): number {
+  try {
+    return ulidTime(txId);
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Compares the history with the databases; pure, so a test can feed it doctored facts. */
@@ -329,9 +395,10 @@ export function checkHistory(
   options: HistoryCheckOptions,
 ): Violation[] {
   const violations: Violation[] = [];
+  const retention = new Retention(snapshot, options.keyRetentionMs);
   const byKey = new Map(snapshot.payments.map((row) => [keyOf(row.clientId, row.key), row]));
   for (const [id, entry] of history.keys) {
-    violations.push(...checkKey(entry, byKey.get(id), snapshot));
+    violations.push(...checkKey(entry, byKey.get(id), snapshot, retention));
   }
   for (const row of snapshot.payments) {
     if (!history.keys.has(keyOf(row.clientId, row.key))) {
@@ -345,7 +412,7 @@ export function checkHistory(
       });
     }
   }
-  violations.push(...checkBarriers(snapshot), ...checkAccounts(snapshot));
+  violations.push(...checkBarriers(snapshot, retention), ...checkAccounts(snapshot));
   for (const crash of history.crashes) {
     const lines = crash.log.split('\n');
     const last = lines.findLast((line) => /^\w*Error\b|"fatal"/.test(line)) ?? 'see its log';
@@ -365,7 +432,12 @@ export function checkHistory(
   return violations;
 }
 
-function checkKey(entry: KeyHistory, row: PaymentRow | undefined, snapshot: Snapshot): Violation[] {
+function checkKey(
+  entry: KeyHistory,
+  row: PaymentRow | undefined,
+  snapshot: Snapshot,
+  retention: Retention,
+): Violation[] {
   const found: Violation[] = [];
   const violation = (kind: ViolationKind, message: string, lines: readonly number[]): void => {
     const txId = row?.txId;
@@ -378,14 +450,21 @@ function checkKey(entry: KeyHistory, row: PaymentRow | undefined, snapshot: Snap
       ...(txId === undefined ? {} : { txId }),
     });
   };
-  checkAnswers(entry, row, violation);
-  checkRefusals(entry, row, violation);
-  const resolved = checkReads(entry, row, violation);
-  const outcome = entry.answers[0]?.outcome ?? resolved;
-  if (row !== undefined && (outcome === 'committed' || outcome === 'aborted')) {
-    const problem = effectProblem(snapshot, row.txId, outcome);
+  checkAnswers(entry, row, retention, violation);
+  checkRefusals(entry, row, retention, violation);
+  const resolved = checkReads(entry, row, retention, violation);
+  // Every transaction the key was answered with, or read back as, shows its outcome everywhere.
+  const outcomes = new Map<string, 'committed' | 'aborted'>();
+  for (const answer of entry.answers) outcomes.set(answer.txId, answer.outcome);
+  if (entry.answers.length === 0 && resolved !== undefined && resolved.txId !== null) {
+    if (resolved.state === 'committed' || resolved.state === 'aborted') {
+      outcomes.set(resolved.txId, resolved.state);
+    }
+  }
+  for (const [txId, outcome] of outcomes) {
+    const problem = effectProblem(snapshot, txId, outcome);
     if (problem !== undefined) {
-      violation('reply-truth', `the key's outcome is ${outcome} but ${problem}`, entry.lines);
+      violation('reply-truth', `${txId} was ${outcome} but ${problem}`, entry.lines);
     }
   }
   return found;
@@ -393,27 +472,39 @@ function checkKey(entry: KeyHistory, row: PaymentRow | undefined, snapshot: Snap
 
 type Report = (kind: ViolationKind, message: string, lines: readonly number[]) => void;
 
-function checkAnswers(entry: KeyHistory, row: PaymentRow | undefined, report: Report): void {
+function checkAnswers(
+  entry: KeyHistory,
+  row: PaymentRow | undefined,
+  retention: Retention,
+  report: Report,
+): void {
   const first = entry.answers[0];
   if (first === undefined) return;
-  for (const answer of entry.answers.slice(1)) {
-    if (answer.txId !== first.txId || answer.outcome !== first.outcome) {
-      report(
-        'idempotence',
-        `two answers for one key: ${first.outcome} ${first.txId} and ${answer.outcome} ${answer.txId}`,
-        [first.index, answer.index],
-      );
+  if (retention.ms === undefined) {
+    for (const answer of entry.answers.slice(1)) {
+      if (answer.txId !== first.txId || answer.outcome !== first.outcome) {
+        report(
+          'idempotence',
+          `two answers for one key: ${first.outcome} ${first.txId} and ${answer.outcome} ${answer.txId}`,
+          [first.index, answer.index],
+        );
+      }
     }
-  }
-  if (row === undefined) {
-    report(
-      'reply-truth',
-      `answered ${first.outcome} but the coordinator has no payment for the key`,
-      [first.index],
-    );
-    return;
+  } else {
+    checkKeyReuse(entry, row, retention.ms, report);
   }
   for (const answer of entry.answers) {
+    // An earlier payment of the key, expired and forgotten since; its answers were compared with
+    // each other and with the key's later payments above.
+    if (answer.txId !== row?.txId && retention.mayBeForgotten(answer.txId)) continue;
+    if (row === undefined) {
+      report(
+        'reply-truth',
+        `answered ${answer.outcome} ${answer.txId} but the coordinator has no payment for the key`,
+        [answer.index],
+      );
+      continue;
+    }
     if (answer.txId !== row.txId) {
       report('idempotence', `answered with ${answer.txId}, the key's payment is ${row.txId}`, [
         answer.index,
@@ -434,13 +525,71 @@ function checkAnswers(entry: KeyHistory, row: PaymentRow | undefined, report: Re
   }
 }
 
-function checkRefusals(entry: KeyHistory, row: PaymentRow | undefined, report: Report): void {
+/**
+ * With a key retention, one key may name several payments over a run, one after another: every
+ * answer naming one payment agrees with the others, and each payment of the key began more than
+ * the retention after the one before it (which had to complete, and then expire, first).
+ */
+function checkKeyReuse(
+  entry: KeyHistory,
+  row: PaymentRow | undefined,
+  retentionMs: number,
+  report: Report,
+): void {
+  const byTx = new Map<string, Answer>();
+  for (const answer of entry.answers) {
+    const earlier = byTx.get(answer.txId);
+    if (earlier === undefined) {
+      byTx.set(answer.txId, answer);
+    } else if (earlier.outcome !== answer.outcome || earlier.fingerprint !== answer.fingerprint) {
+      report(
+        'idempotence',
+        `two answers for ${answer.txId}: ${earlier.outcome} for ${earlier.fingerprint}, ` +
+          `${answer.outcome} for ${answer.fingerprint}`,
+        [earlier.index, answer.index],
+      );
+    }
+  }
+  const txIds = new Set([...byTx.keys(), ...entry.reads.flatMap((read) => read.txId ?? [])]);
+  if (row !== undefined) txIds.add(row.txId);
+  const ordered = [...txIds].sort();
+  for (let index = 1; index < ordered.length; index += 1) {
+    const [before, after] = [ordered[index - 1] ?? '', ordered[index] ?? ''];
+    const gapMs = beganAt(after) - beganAt(before);
+    if (!(gapMs > retentionMs)) {
+      const lines = [byTx.get(before)?.index, byTx.get(after)?.index].filter(
+        (line): line is number => line !== undefined,
+      );
+      report(
+        'idempotence',
+        `the key named ${before} and then ${after}, begun ${gapMs} ms later: within the key ` +
+          `retention of ${retentionMs} ms`,
+        lines,
+      );
+    }
+  }
+}
+
+function checkRefusals(
+  entry: KeyHistory,
+  row: PaymentRow | undefined,
+  retention: Retention,
+  report: Report,
+): void {
   for (const mismatch of entry.mismatches) {
     if (row === undefined) {
-      report('idempotence', 'refused as a key mismatch, but the key names no payment', [
-        mismatch.index,
-      ]);
-    } else if (mismatch.fingerprint === row.fingerprint) {
+      // With a retention, the payment it conflicted with may have expired and been purged since.
+      if (retention.ms === undefined) {
+        report('idempotence', 'refused as a key mismatch, but the key names no payment', [
+          mismatch.index,
+        ]);
+      }
+    } else if (
+      mismatch.fingerprint === row.fingerprint &&
+      // With a retention, the key's payment may be a later one that this very request made after
+      // the one it conflicted with expired; it is wrong only if it existed when this was sent.
+      (retention.ms === undefined || beganAt(row.txId) < mismatch.sentAt)
+    ) {
       report('idempotence', 'the request executed under this key was refused as a mismatch', [
         mismatch.index,
       ]);
@@ -451,12 +600,13 @@ function checkRefusals(entry: KeyHistory, row: PaymentRow | undefined, report: R
   }
 }
 
-/** Checks the final reads; returns the key's outcome as they resolved it. */
+/** Checks the final reads; returns the last, which says how they resolved the key. */
 function checkReads(
   entry: KeyHistory,
   row: PaymentRow | undefined,
+  retention: Retention,
   report: Report,
-): 'committed' | 'aborted' | 'unknown' | undefined {
+): Read | undefined {
   const lastByPass = new Map<number, Read>();
   for (const read of entry.reads) lastByPass.set(read.pass, read);
   const passes = [...lastByPass.values()];
@@ -467,20 +617,31 @@ function checkReads(
     }
     return undefined;
   }
+  // The answer the reads must agree with: the key's only one, or with a retention its newest.
+  const answer =
+    retention.ms === undefined
+      ? entry.answers[0]
+      : entry.answers.reduce<Answer | undefined>(
+          (newest, next) => (newest === undefined || next.txId > newest.txId ? next : newest),
+          undefined,
+        );
   for (const read of passes) {
     if (read.state === undefined || read.state === 'preparing') {
       report('liveness', `final read ${read.pass}: ${read.state ?? 'no answer'}`, [read.index]);
       continue;
     }
     if (read.state === 'unknown') {
-      if (row !== undefined) {
+      // A lookup by key skips a payment whose key expired, before the purge removes it.
+      if (row !== undefined && !retention.mayHaveExpired(row.txId)) {
         report('reply-truth', `final read ${read.pass} says unknown, the journal has ${row.txId}`, [
           read.index,
         ]);
       }
       continue;
     }
-    if (row === undefined || read.txId !== row.txId || read.state !== row.state) {
+    const purgedSince =
+      row === undefined && read.txId !== null && retention.mayBeForgotten(read.txId);
+    if (!purgedSince && (row === undefined || read.txId !== row.txId || read.state !== row.state)) {
       const journal = row === undefined ? 'nothing' : `${row.state} ${row.txId}`;
       report(
         'reply-truth',
@@ -488,11 +649,20 @@ function checkReads(
         [read.index],
       );
     }
-    const answer = entry.answers[0];
-    if (answer !== undefined && (answer.txId !== read.txId || answer.outcome !== read.state)) {
+    // With a retention, the key may name a newer payment than any the client heard of.
+    const newer =
+      retention.ms !== undefined &&
+      answer !== undefined &&
+      read.txId !== null &&
+      answer.txId < read.txId;
+    if (
+      answer !== undefined &&
+      !newer &&
+      (answer.txId !== read.txId || answer.outcome !== read.state)
+    ) {
       report(
         'reply-truth',
-        `answered ${answer.outcome} ${answer.txId}, read back as ${read.state}`,
+        `answered ${answer.outcome} ${answer.txId}, read back as ${read.state} ${read.txId ?? ''}`,
         [answer.index, read.index],
       );
     }
@@ -504,8 +674,7 @@ function checkReads(
       );
     }
   }
-  const last = passes.at(-1)?.state;
-  return last === 'committed' || last === 'aborted' || last === 'unknown' ? last : undefined;
+  return passes.at(-1);
 }
 
 /** What is wrong at the participants for an outcome of a transaction, or undefined. */
@@ -528,22 +697,42 @@ function effectProblem(
   return undefined;
 }
 
-function checkBarriers(snapshot: Snapshot): Violation[] {
+function checkBarriers(snapshot: Snapshot, retention: Retention): Violation[] {
   const states = new Map(snapshot.payments.map((row) => [row.txId, row.state]));
   const found: Violation[] = [];
+  /** Participants that applied each decision of a transaction the coordinator forgot. */
+  const forgotten = new Map<string, { commit: ParticipantName[]; abort: ParticipantName[] }>();
   for (const name of participantNames) {
     for (const [txId, view] of snapshot.barriers[name]) {
       const state = states.get(txId) ?? 'unknown';
       const add = (kind: ViolationKind, message: string): void => {
         found.push({ kind, message: `${name}: ${message}`, txId, lines: [] });
       };
-      if (view.commit && state !== 'committed')
-        add('agreement', `applied COMMIT; the journal says ${state}`);
-      if (view.abort && state === 'committed')
-        add('agreement', 'applied ABORT; the journal says committed');
+      if (state === 'unknown' && retention.mayBeForgotten(txId)) {
+        // Only the participants are left to agree with each other.
+        const applied = forgotten.get(txId) ?? { commit: [], abort: [] };
+        if (view.commit) applied.commit.push(name);
+        if (view.abort) applied.abort.push(name);
+        forgotten.set(txId, applied);
+      } else {
+        if (view.commit && state !== 'committed')
+          add('agreement', `applied COMMIT; the journal says ${state}`);
+        if (view.abort && state === 'committed')
+          add('agreement', 'applied ABORT; the journal says committed');
+      }
       if (view.prepare === 'yes' && !view.commit && !view.abort) {
         add('no-hold-left', `voted YES and was never told the decision (journal: ${state})`);
       }
+    }
+  }
+  for (const [txId, applied] of forgotten) {
+    if (applied.commit.length > 0 && applied.abort.length > 0) {
+      found.push({
+        kind: 'atomicity',
+        message: `forgotten by the coordinator; COMMIT applied at ${applied.commit.join(', ')}, ABORT at ${applied.abort.join(', ')}`,
+        txId,
+        lines: [],
+      });
     }
   }
   return found;
@@ -574,6 +763,8 @@ export interface RunCheckInput {
   readonly baseline: MoneyBaseline;
   readonly settledInTime: boolean;
   readonly boundS: number;
+  /** The coordinators' key retention when the run set one (HistoryCheckOptions). */
+  readonly keyRetentionMs?: number | undefined;
 }
 
 export interface RunCheckResult {
@@ -586,7 +777,15 @@ export interface RunCheckResult {
 export async function checkRun(input: RunCheckInput): Promise<RunCheckResult> {
   const history = await HistoryIndex.fromFile(input.historyFile);
   const snapshot = readSnapshot(input.files);
-  const database = checkInvariants(input.files, { baseline: input.baseline, settled: true });
+  const forgotten =
+    input.keyRetentionMs === undefined
+      ? new Set<string>()
+      : forgottenTransactions(input.files, input.keyRetentionMs);
+  const database = checkInvariants(input.files, {
+    baseline: input.baseline,
+    settled: true,
+    forgotten,
+  });
   const txKeys = new Map(snapshot.payments.map((row) => [row.txId, row]));
   const violations = [
     ...database.map(classifyDatabaseViolation).map((violation) => {

@@ -61,6 +61,8 @@ export interface ChaosStackOptions {
   readonly seed: (databases: ParticipantDatabases) => void;
   /** Flags added to every participant's, e.g. a short barrier retention. */
   readonly participantFlags?: readonly string[];
+  /** Flags added to both coordinators', e.g. a short key retention. */
+  readonly coordinatorFlags?: readonly string[];
   /** Where the coordinators' lease lives; JetStream KV when undefined. */
   readonly lease?: ChaosLease;
 }
@@ -95,7 +97,7 @@ export class ChaosStack {
   }
 
   static async start(options: ChaosStackOptions): Promise<ChaosStack> {
-    const { root, rng, env, participantFlags: extraFlags = [], lease = 'nats' } = options;
+    const { root, rng, env, lease = 'nats' } = options;
     const nats = await startNatsCluster({ dataDir: join(root, 'nats') });
     const cleanup: (() => Promise<void>)[] = [() => nats.stop()];
     try {
@@ -107,7 +109,17 @@ export class ChaosStack {
         links[name] = await ServiceLink.open(name, ports, rng.fork(`link-${name}`));
         cleanup.push(() => links[name].close());
       }
-      const processes = createProcesses(root, files, links, env, extraFlags, lease);
+      const processes = createProcesses(
+        root,
+        files,
+        links,
+        env,
+        {
+          participant: options.participantFlags ?? [],
+          coordinator: options.coordinatorFlags ?? [],
+        },
+        lease,
+      );
       cleanup.push(() => stopAll(Object.values(processes)));
       await Promise.all(participantNames.map((name) => processes[name].start()));
       for (const instance of coordinatorInstances) await processes[instance].start();
@@ -240,7 +252,7 @@ function createProcesses(
   files: DatabaseFiles,
   links: Readonly<Record<ProcessName, ServiceLink>>,
   env: Readonly<Record<string, string>>,
-  extraParticipantFlags: readonly string[],
+  extraFlags: { readonly participant: readonly string[]; readonly coordinator: readonly string[] },
   lease: ChaosLease,
 ): Record<ProcessName, ServiceProcess> {
   const participant = (name: ParticipantName): ServiceProcess =>
@@ -250,7 +262,7 @@ function createProcesses(
       args: [
         ...['--name', name, '--nats', links[name].natsFlag, '--db', files[name]],
         ...participantFlags,
-        ...extraParticipantFlags,
+        ...extraFlags.participant,
       ],
       logFile: join(root, name, `${name}.log`),
       env,
@@ -268,6 +280,7 @@ function createProcesses(
         instance,
         ...coordinatorFlags,
         ...leaseFlags[lease],
+        ...extraFlags.coordinator,
       ],
       logFile: join(root, 'coordinator', `${instance}.log`),
       env,

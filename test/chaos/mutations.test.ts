@@ -21,6 +21,8 @@ interface MutationCase {
   readonly faults: readonly FaultKind[];
   readonly crashPoints?: readonly CrashPoint[];
   readonly durationS: number;
+  /** The coordinators' key retention, when the bug needs one short enough to act in the run. */
+  readonly keyRetentionMs?: number;
   /** Any of these kinds counts as caught. */
   readonly caughtAs: readonly ViolationKind[];
 }
@@ -55,6 +57,18 @@ const cases: readonly MutationCase[] = [
     caughtAs: ['reply-truth', 'agreement', 'atomicity', 'liveness', 'idempotence', 'crash'],
   },
   {
+    mutation: 'purge-by-age',
+    bug: 'a purge that forgets payments not yet complete',
+    // With a 1 s retention, a participant cut off or paused keeps payments undecided past it; the
+    // purge removes them, and the coordinator's decision then finds no payment row to record
+    // itself in and stops the coordinator (a crash, the journal's guard); a payment forgotten
+    // after its decision, before every participant heard it, would be presumed aborted.
+    faults: ['link-cut', 'pause-participant'],
+    durationS: 20,
+    keyRetentionMs: 1_000,
+    caughtAs: ['reply-truth', 'agreement', 'atomicity', 'liveness', 'no-hold-left', 'crash'],
+  },
+  {
     mutation: 'skip-fingerprint-check',
     bug: 'a key reused with a different request answered as the original',
     faults: [],
@@ -77,6 +91,7 @@ for (const entry of cases) {
       concurrentFaults: 1,
       crashPoints: entry.crashPoints ?? allCrashPoints,
       mutations: [entry.mutation],
+      keyRetentionMs: entry.keyRetentionMs,
     };
     const result = await runChaos(options, { phase: (text) => t.log(text), tick: () => undefined });
     const kinds = [...new Set(result.violations.map((violation) => violation.kind))];

@@ -19,6 +19,8 @@ export const chaosMutations = [
   'prepare-after-abort-is-new',
   // Coordinators and participants ignore the term of leadership ("ignore the fencing epoch").
   'ignore-epoch',
+  // The coordinator's purge forgets payments by the age of their start, complete or not.
+  'purge-by-age',
 ] as const;
 
 export type ChaosMutation = (typeof chaosMutations)[number];

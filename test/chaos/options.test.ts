@@ -41,6 +41,8 @@ test('flags are read', (t) => {
     'ignore-epoch',
     '--barrier-retention-ms',
     '3000',
+    '--key-retention-ms',
+    '8000',
     '--lease',
     'journal',
   );
@@ -55,6 +57,7 @@ test('flags are read', (t) => {
     crashPoints: ['participant-after-vote'],
     mutations: ['ignore-epoch'],
     barrierRetentionMs: 3_000,
+    keyRetentionMs: 8_000,
     lease: 'journal',
   });
   t.deepEqual(parse('--faults', 'none'), { ...(parse() as object), faults: [] });
@@ -74,6 +77,7 @@ const refused: readonly (readonly [string[], string])[] = [
   [['--mutations', 'make-it-fast'], '--mutations: unknown mutation "make-it-fast"'],
   [['--dir', ''], '--dir: is empty'],
   [['--barrier-retention-ms', '999'], '--barrier-retention-ms: must be an integer from 1000 to'],
+  [['--key-retention-ms', '100'], '--key-retention-ms: must be an integer from 1000 to'],
   [['--lease', 'zookeeper'], '--lease: must be nats or journal, not "zookeeper"'],
   [['--bogus'], 'unknown flag --bogus'],
   [['--duration'], '--duration needs a value'],

@@ -28,6 +28,12 @@ export interface ChaosOptions {
   readonly mutations: readonly ChaosMutation[];
   /** The participants' --barrier-retention-ms; their default when undefined. */
   readonly barrierRetentionMs?: number | undefined;
+  /**
+   * The coordinators' --key-retention-ms; their default (a day) when undefined. Short, the
+   * coordinators purge finished payments and release expired keys during the run, and the
+   * checker holds the purge to the retention (checker.ts).
+   */
+  readonly keyRetentionMs?: number | undefined;
   /** Where the coordinators' lease lives: JetStream KV (`nats`, the default) or the journal. */
   readonly lease?: 'nats' | 'journal';
 }
@@ -71,6 +77,8 @@ Options:
   --barrier-retention-ms <ms>
                            the participants' barrier retention, 1000 to 604800000 (default:
                            theirs, 7 days); short, it makes late decisions meet forgotten rows
+  --key-retention-ms <ms>  the coordinators' key retention, 1000 to 604800000 (default: theirs,
+                           a day); short, payments are purged and keys reused during the run
   --lease <nats|journal>   where the two coordinators' lease lives: JetStream KV on the cluster
                            (default) or the shared journal (--lease-journal on)
   --json                   print the summary as JSON on stdout
@@ -91,6 +99,7 @@ const flags = {
   dir: { type: 'string' },
   mutations: { type: 'string' },
   'barrier-retention-ms': { type: 'string' },
+  'key-retention-ms': { type: 'string' },
   lease: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean' },
@@ -144,6 +153,13 @@ export function parseChaosArgs(
     barrierRetentionMs: integer(
       'barrier-retention-ms',
       string('barrier-retention-ms'),
+      1_000,
+      7 * 24 * 60 * 60 * 1_000,
+      undefined,
+    ),
+    keyRetentionMs: integer(
+      'key-retention-ms',
+      string('key-retention-ms'),
       1_000,
       7 * 24 * 60 * 60 * 1_000,
       undefined,

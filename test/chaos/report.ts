@@ -142,6 +142,14 @@ export interface ChaosSummary {
   readonly mutations: readonly string[];
   /** The participants' barrier retention when the run set one. */
   readonly barrierRetentionMs?: number;
+  /** The coordinators' key retention when the run set one, and what it made them do. */
+  readonly keyRetention?: {
+    readonly ms: number;
+    /** Payments the coordinators' purge forgot, from their `keys-purged` log lines. */
+    readonly purged: number;
+    /** Keys that named more than one payment over the run (answers and final reads). */
+    readonly keysReused: number;
+  };
   /** Where the coordinators' lease lived. */
   readonly lease: 'nats' | 'journal';
   readonly runDir: string;
@@ -202,6 +210,12 @@ export function formatSummary(summary: ChaosSummary): string {
     `  aborted by  ${pairs(payments.abortedBy)}`,
     `  refused     ${pairs(payments.refused)}`,
     `  unknown outcomes resolved by key as  ${pairs(payments.unknownResolvedAs)}`,
+    ...(summary.keyRetention === undefined
+      ? []
+      : [
+          `  key retention  ${summary.keyRetention.ms} ms: ${summary.keyRetention.purged} ` +
+            `payments purged, ${summary.keyRetention.keysReused} keys named a later payment`,
+        ]),
     `  faults    ${faults.total}: ${pairs(faults.byKind)}`,
     `  unexpected exits  ${summary.unexpectedExits.length === 0 ? 'none' : summary.unexpectedExits.join(', ')}`,
     `  throughput  ${summary.throughput.meanPerS}/s mean, ${summary.throughput.peakPerS}/s peak; ` +

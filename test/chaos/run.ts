@@ -14,12 +14,12 @@
  *
  * Every wait is bounded; a watchdog ends a run that overruns its whole bound.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { moneyBaseline, waitUntilSettled } from '../../ops/checker.ts';
-import { checkRun, formatViolations, type Violation } from './checker.ts';
+import { checkRun, formatViolations, type HistoryIndex, type Violation } from './checker.ts';
 import { HistoryWriter } from './history.ts';
 import { ChaosStack, coordinatorInstances, processNames, startWithRetry } from './launcher.ts';
 import { mutationVariable } from './mutations.ts';
@@ -81,6 +81,9 @@ export async function runChaos(options: ChaosOptions, io: RunIo): Promise<ChaosR
       ...(options.barrierRetentionMs === undefined
         ? {}
         : { participantFlags: ['--barrier-retention-ms', String(options.barrierRetentionMs)] }),
+      ...(options.keyRetentionMs === undefined
+        ? {}
+        : { coordinatorFlags: ['--key-retention-ms', String(options.keyRetentionMs)] }),
       ...(options.lease === undefined ? {} : { lease: options.lease }),
     });
     if (orders === undefined) throw new ChaosRunError('the world was not seeded');
@@ -131,6 +134,7 @@ export async function runChaos(options: ChaosOptions, io: RunIo): Promise<ChaosR
       baseline,
       settledInTime: settled.inTime,
       boundS: options.settleTimeoutS,
+      keyRetentionMs: options.keyRetentionMs,
     });
     const violationsText = await formatViolations(check.violations, check.history, history.file);
     const summary = summarize({
@@ -345,7 +349,10 @@ function summarize(input: {
   for (const entry of check.history.keys.values()) {
     if (entry.unknown.length === 0 || entry.answers.length > 0) continue;
     const state = entry.reads.at(-1)?.state ?? 'unresolved';
-    const name = state === 'unknown' ? 'never started' : state;
+    // With a key retention, a key whose payment expired reads as unknown too.
+    const never =
+      options.keyRetentionMs === undefined ? 'never started' : 'never started or expired';
+    const name = state === 'unknown' ? never : state;
     resolvedAs[name] = (resolvedAs[name] ?? 0) + 1;
   }
   return {
@@ -357,6 +364,15 @@ function summarize(input: {
     ...(options.barrierRetentionMs === undefined
       ? {}
       : { barrierRetentionMs: options.barrierRetentionMs }),
+    ...(options.keyRetentionMs === undefined
+      ? {}
+      : {
+          keyRetention: {
+            ms: options.keyRetentionMs,
+            purged: purgedByCoordinators(input.runDir),
+            keysReused: keysReused(check.history),
+          },
+        }),
     lease: options.lease ?? 'nats',
     runDir: input.runDir,
     historyFile: input.history,
@@ -394,4 +410,32 @@ function summarize(input: {
     },
     elapsedS: Math.round((Date.now() - input.startedAt) / 1_000),
   };
+}
+
+/** Payments the coordinators purged, summed over their `keys-purged` log lines. */
+function purgedByCoordinators(runDir: string): number {
+  let purged = 0;
+  for (const instance of coordinatorInstances) {
+    const file = join(runDir, 'stack', 'coordinator', `${instance}.log`);
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.includes('"event":"keys-purged"')) continue;
+      const count = (JSON.parse(line) as { purged?: unknown }).purged;
+      if (typeof count === 'number') purged += count;
+    }
+  }
+  return purged;
+}
+
+/** Keys whose answers and final reads named more than one transaction. */
+function keysReused(history: HistoryIndex): number {
+  let reused = 0;
+  for (const entry of history.keys.values()) {
+    const txIds = new Set([
+      ...entry.answers.map((answer) => answer.txId),
+      ...entry.reads.flatMap((read) => read.txId ?? []),
+    ]);
+    if (txIds.size > 1) reused += 1;
+  }
+  return reused;
 }

@@ -178,6 +178,9 @@ export class Workload {
       variant,
       orderId: payment.orderId,
       fingerprint: paymentFingerprint(payment),
+      // Wall-clock time, comparable with the coordinator's transaction ids (ULIDs): with a short
+      // key retention the checker asks whether the key's payment existed when this was sent.
+      sentAt: Date.now(),
     };
     history.append('invoke', 'pay', process, value);
     try {

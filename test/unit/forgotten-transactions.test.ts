@@ -1,6 +1,6 @@
 /**
- * Which payments the soak's invariant check lets the coordinator have forgotten
- * (bench/throughput.ts): only those made before the key retention period, found by the
+ * Which payments the invariant check lets the coordinator have forgotten (ops/checker.ts; the
+ * soak and the chaos run with a key retention use it): only those made before the key retention period, found by the
  * participants' business rows, since their barrier rows expire too. A younger payment the journal
  * does not know stays a violation.
  */
@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ulid } from 'ulid';
-import { forgottenTransactions } from '../../bench/throughput.ts';
+import { forgottenTransactions } from '../../ops/checker.ts';
 import { openDatabase } from '../../common/sqlite.ts';
 
 const retentionMs = 120_000;
