@@ -35,6 +35,12 @@ import type { CoordinatorName, NodeName, Packet, ProcessContext } from './world.
  * The lease two coordinators contend for (JetStream KV or the journal file in the real system),
  * always reachable: who may try to lead. What keeps two leaders apart is the journal's epoch.
  */
+/**
+ * How long a request to the lease's servers waits for an answer: @nats-io/kv's default bucket
+ * timeout, which the real coordinator keeps.
+ */
+export const leaseRequestTimeoutMs = 2_000;
+
 export class SimLease {
   #holder: CoordinatorName | undefined;
   #expiresAt = 0;
@@ -172,15 +178,23 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * The lease timer of `coordinator/leadership.ts`: a standby tries to take the lease every tenth
    * of its TTL and, when it does, starts a term; a leader renews it every fifth and, once it is
    * lost, ends its term and waits as a standby. Either change restarts the process's memory.
-   * A renewal is a request to the NATS servers: its answer comes a round trip later, and the
-   * process goes on working meanwhile (a leader that wakes from a pause writes before it learns
-   * that its lease is gone, and its journal fences it).
+   * The lease lives on the NATS servers (JetStream KV): a request to them is answered a round
+   * trip later, and the process goes on working meanwhile (a leader that wakes from a pause
+   * writes before it learns that its lease is gone, and its journal fences it). A process that a
+   * partition cuts off from the servers cannot take the lease, and its renewal fails when the
+   * request times out, so a leader cut off keeps working on its memory until then while the
+   * standby takes over.
    */
-  onLease(renewing: boolean): void {
+  onLease(renewing: 'answered' | 'failed' | undefined): void {
     const lease = this.#lease;
     if (!this.up || lease === undefined) return;
     const { now } = this.ctx;
+    const reachable = this.ctx.reachesServers(this.name);
     if (this.#machine === undefined) {
+      if (!reachable) {
+        this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
+        return;
+      }
       if (!lease.lease.tryAcquire(this.name, now, lease.ttlMs)) {
         this.#scheduleLease(lease.standbyPollMs);
         return;
@@ -188,17 +202,21 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       this.ctx.count('lease-taken');
       this.ctx.trace(this.name, 'lease', 'taken');
       this.#leadOnStart = true;
-    } else if (!renewing) {
+    } else if (renewing === undefined) {
       const { delayMsMin, delayMsMax } = this.ctx.params.network;
-      const answerAt = now + 2 * this.ctx.rng.int(delayMsMin, delayMsMax);
+      const answerAt = reachable
+        ? now + 2 * this.ctx.rng.int(delayMsMin, delayMsMax)
+        : now + leaseRequestTimeoutMs;
+      const answer = reachable ? 'answered' : 'failed';
       const { name, incarnation } = this;
-      this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: true });
+      this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: answer });
       return;
-    } else if (lease.lease.renew(this.name, now, lease.ttlMs)) {
+    } else if (renewing === 'answered' && lease.lease.renew(this.name, now, lease.ttlMs)) {
       this.#scheduleLease(lease.renewMs);
       return;
     } else {
-      this.ctx.trace(this.name, 'lease', 'lost: the term ends');
+      if (renewing === 'failed') this.ctx.count('lease-unreachable');
+      this.ctx.trace(this.name, 'lease', `lost (${renewing}): the term ends`);
     }
     this.#restartMemory();
   }

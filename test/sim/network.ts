@@ -65,6 +65,18 @@ export class SimNetwork {
     return true;
   }
 
+  /**
+   * Whether a node reaches the NATS servers themselves, where the lease lives (JetStream KV): the
+   * servers stand outside every partition, with the clients, and a one-way cut is between two
+   * nodes, never a node and the servers.
+   */
+  reachesServers(node: NodeName): boolean {
+    for (const link of this.#links.values()) {
+      if (link.kind === 'partition' && link.isolated.has(node)) return false;
+    }
+    return true;
+  }
+
   partition(isolated: readonly NodeName[]): number {
     return this.#add({ kind: 'partition', isolated: new Set(isolated) });
   }

@@ -11,6 +11,7 @@ import { EventQueue } from './event-queue.ts';
 import { Checker } from './invariants.ts';
 import { SimLease } from './coordinator-shell.ts';
 import { JournalConstraintError, JournalFencedError, SimJournal } from './journal.ts';
+import { SimNetwork } from './network.ts';
 import { Random } from './random.ts';
 import { BarrierConstraintError, SimBarrier, SimLedger } from './storage.ts';
 import type { ViolationKind } from './world.ts';
@@ -200,6 +201,34 @@ test('the lease goes to one holder, to another once it expires, and is not renew
   t.true(lease.tryAcquire('coordinator-2', 199, 100));
   t.false(lease.renew('coordinator', 200, 100));
   t.true(lease.tryAcquire('coordinator-2', 250, 100), 'the holder may take it again');
+});
+
+test('a partition cuts its nodes off from the servers (and the lease); a one-way cut does not', (t) => {
+  const world = {
+    now: 0,
+    schedule: () => undefined,
+    count: () => undefined,
+    trace: () => undefined,
+  };
+  const network = new SimNetwork(world, new Random(1), {
+    delayMsMin: 1,
+    delayMsMax: 2,
+    lossRate: 0,
+    duplicateRate: 0,
+    delayedRate: 0,
+    delayedMsMax: 0,
+    replayMsMax: 0,
+  });
+  t.true(network.reachesServers('coordinator'));
+  const cut = network.cut('coordinator', 'bank');
+  t.true(network.reachesServers('coordinator'), 'a cut is between two nodes');
+  network.heal(cut);
+  const partition = network.partition(['coordinator', 'vendor']);
+  t.false(network.reachesServers('coordinator'));
+  t.false(network.reachesServers('vendor'));
+  t.true(network.reachesServers('coordinator-2'), 'the other side keeps the servers');
+  network.heal(partition);
+  t.true(network.reachesServers('coordinator'));
 });
 
 test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {

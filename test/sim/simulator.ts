@@ -198,6 +198,10 @@ class World implements ProcessContext, CheckedWorld {
     return id;
   }
 
+  reachesServers(node: ProcessName): boolean {
+    return this.#network.reachesServers(node);
+  }
+
   nextTxId(): string {
     const id = `TX${String(this.#nextTxId).padStart(24, '0')}`;
     this.#nextTxId += 1;
@@ -303,7 +307,7 @@ class World implements ProcessContext, CheckedWorld {
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
     else if (event.kind === 'purge') process.onPurge();
-    else if (event.kind === 'lease') this.#coordinator(event.node).onLease(event.renewing === true);
+    else if (event.kind === 'lease') this.#coordinator(event.node).onLease(event.renewing);
     else process.onTimer(event.due);
   }
 

@@ -66,12 +66,15 @@ export type SimEvent =
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
-  /** A lease timer; `renewing`: the answer to a renewal sent a round trip earlier. */
+  /**
+   * A lease timer; `renewing`: the answer to a renewal sent a round trip earlier, or a request
+   * timeout later when the servers could not be reached (`failed`).
+   */
   | {
       readonly kind: 'lease';
       readonly node: CoordinatorName;
       readonly incarnation: number;
-      readonly renewing?: boolean;
+      readonly renewing?: 'answered' | 'failed';
     }
   | {
       readonly kind: 'timer';
@@ -108,11 +111,13 @@ export const faultKinds = [
    */
   'key-purged',
   /**
-   * Nor these, what two coordinators (swarm.ts) lead to: a standby took the lease, a coordinator
-   * found its term over (before a batch, or in a write), a participant refused an old term's
-   * message or answer.
+   * Nor these, what two coordinators (swarm.ts) lead to: a standby took the lease, a leader cut
+   * off from the servers by a partition lost it when its renewal timed out, a coordinator found
+   * its term over (before a batch, or in a write), a participant refused an old term's message
+   * or answer.
    */
   'lease-taken',
+  'lease-unreachable',
   'fenced',
   'stale-epoch',
   'expired-key-released',
@@ -161,6 +166,8 @@ export interface ProcessContext {
   fail(kind: ViolationKind, message: string): void;
   crash(node: ProcessName, why: FaultKind): void;
   nextRequestId(): number;
+  /** Whether the node reaches the NATS servers, where the lease is kept (no partition cuts it off). */
+  reachesServers(node: ProcessName): boolean;
   nextTxId(): string;
   /** When `nextTxId` made this id: the time a real transaction id (a ULID) carries. */
   txCreatedAt(txId: string): number;
