@@ -12,6 +12,7 @@ import { Checker } from './invariants.ts';
 import { SimLease } from './coordinator-shell.ts';
 import { JournalConstraintError, JournalFencedError, SimJournal } from './journal.ts';
 import { SimNetwork } from './network.ts';
+import { throughWire, WireError } from './wire.ts';
 import { Random } from './random.ts';
 import { BarrierConstraintError, SimBarrier, SimLedger } from './storage.ts';
 import type { ViolationKind } from './world.ts';
@@ -379,4 +380,47 @@ test('the checker reports money created or destroyed', (t) => {
   const leaking = { conservationProblem: () => 'balances sum to 149, not 150' };
   checker.onLedgerChanged('bank', leaking as unknown as SimLedger);
   t.deepEqual(failures, ['money']);
+});
+
+test('the wire hands on what the real decoders return, and refuses what they refuse', (t) => {
+  const payment = {
+    payer: 'dave',
+    payee: 'carol',
+    amountMinor: 120,
+    currency: 'EUR',
+    orderId: 'order-7',
+    lines: [{ sku: 'item', quantity: 1, unitPriceMinor: 120 }],
+  };
+  const txId = '0TX00000000000000000000007';
+  const prepare = {
+    type: 'request',
+    requestId: 1,
+    from: 'coordinator',
+    to: 'bank',
+    body: { kind: 'participant', message: { v: 1, kind: 'prepare', txId, payment }, epoch: 3 },
+  } as const;
+  t.deepEqual(throughWire(prepare), prepare);
+  const vote = {
+    type: 'reply',
+    requestId: 1,
+    from: 'bank',
+    to: 'coordinator',
+    body: {
+      kind: 'participant',
+      reply: { v: 1, kind: 'vote', txId, participant: 'bank', vote: 'no', reason: 'funds' },
+    },
+  } as const;
+  t.deepEqual(throughWire(vote), vote);
+  // What the real coordinator would refuse: a vote whose reason its decoder does not accept.
+  const badReason = { ...vote.body.reply, reason: 'funds\u0000' };
+  const error = t.throws(
+    () => throughWire({ ...vote, body: { kind: 'participant', reply: badReason } }),
+    {
+      instanceOf: WireError,
+    },
+  );
+  t.regex(error.message, /bank -> coordinator: participant reply refused by its decoder/);
+  t.throws(() => throughWire({ ...prepare, body: { ...prepare.body, epoch: 0 } }), {
+    instanceOf: WireError,
+  });
 });

@@ -20,6 +20,7 @@ import { Checker, type CheckedWorld } from './invariants.ts';
 import { SimJournal } from './journal.ts';
 import type { MutationName } from './mutations.ts';
 import { SimNetwork } from './network.ts';
+import { throughWire, WireError } from './wire.ts';
 import { SimParticipant } from './participant-shell.ts';
 import { Random } from './random.ts';
 import { SimLedger } from './storage.ts';
@@ -162,7 +163,20 @@ class World implements ProcessContext, CheckedWorld {
   }
 
   send(packet: Packet): void {
-    this.#network.send(packet);
+    if (!this.params.wire) {
+      this.#network.send(packet);
+      return;
+    }
+    let decoded: Packet;
+    try {
+      decoded = throughWire(packet);
+      this.count('message-through-wire');
+    } catch (error) {
+      if (!(error instanceof WireError)) throw error;
+      this.fail('undecodable', error.message);
+      return;
+    }
+    this.#network.send(decoded);
   }
 
   trace(node: string, what: string, detail?: unknown): void {
@@ -202,8 +216,9 @@ class World implements ProcessContext, CheckedWorld {
     return this.#network.reachesServers(node);
   }
 
+  /** Shaped as a ULID, which is what the decoders accept: `0TX` and 23 digits. */
   nextTxId(): string {
-    const id = `TX${String(this.#nextTxId).padStart(24, '0')}`;
+    const id = `0TX${String(this.#nextTxId).padStart(23, '0')}`;
     this.#nextTxId += 1;
     this.#txCreatedAt.set(id, this.now);
     return id;

@@ -57,7 +57,7 @@ function formatEntry(entry: Entry): string {
 
 /** Transaction ids and keys are long and zero-padded; `tx12` and `key7` read better. */
 export function shorten(text: string): string {
-  return text.replace(/TX0*(\d+)/g, 'tx$1').replace(/key-0*(\d+)/g, 'key$1');
+  return text.replace(/0TX0*(\d+)/g, 'tx$1').replace(/key-0*(\d+)/g, 'key$1');
 }
 
 /** Fields worth printing, in this order; nested objects are opened up to two levels. */

@@ -122,6 +122,8 @@ export const faultKinds = [
   'stale-epoch',
   'expired-key-released',
   'journal-records-lost',
+  /** Nor is this: a message encoded and decoded as the real processes would (wire.ts). */
+  'message-through-wire',
   'pause',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
@@ -136,6 +138,8 @@ export const violationKinds = [
   'money',
   'machine-threw',
   'shell-threw',
+  /** A message our own code sent that the real receiver's decoder refuses (wire.ts). */
+  'undecodable',
   'liveness',
   'livelock',
 ] as const;
