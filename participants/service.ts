@@ -28,6 +28,7 @@ import {
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
 import { countCommit, serveStats, workCounters } from '../common/stats.ts';
 import { barrierPurgeIntervalMs } from './core/barrier-retention.ts';
+import { decisionHoldMs, heldDecisionsMax } from './core/decision-hold.ts';
 import {
   ParticipantMachine,
   type ParticipantConfig,
@@ -68,19 +69,6 @@ const votedYes: StoredStatus = { status: 'voted-yes' };
 
 /** Finished transactions forgotten per purge transaction, so one purge never blocks for long. */
 const purgeChunkMax = 1_000;
-
-/**
- * A batch that only applies decisions holds them back this long at most, so that they share the
- * SQLite transaction (and fsync) of the next batch with a PREPARE. The acknowledgement waits
- * accordingly; it is off the client's critical path, and nothing is acknowledged before it is
- * durable.
- */
-const decisionHoldMs = 3;
-/**
- * Decisions held back at most. Under load, batches carry PREPAREs anyway, and a batch of many
- * decisions is applied at once rather than added to the next PREPARE's critical path.
- */
-const heldDecisionsMax = 8;
 
 export class ParticipantService {
   readonly #options: ParticipantServiceOptions;

@@ -183,9 +183,16 @@ export class ParticipantMachine {
     }
   }
 
+  /**
+   * When the next in-doubt query is due. A transaction whose decision is being applied is not
+   * queried (`#onTick` skips it), so it sets no deadline: while the shell holds its decision back
+   * for the next PREPARE's write, a deadline already past would wake the shell for nothing, again
+   * and again, until the write.
+   */
   nextDeadline(): number | undefined {
     let earliest: number | undefined;
-    for (const entry of this.#inDoubt.values()) {
+    for (const [txId, entry] of this.#inDoubt) {
+      if (this.#executing.has(txId)) continue;
       if (earliest === undefined || entry.nextQueryAt < earliest) earliest = entry.nextQueryAt;
     }
     return earliest;

@@ -289,6 +289,11 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     return { kind: 'tick', now: this.ctx.now };
   }
 
+  /** Every group is written when it comes; unforced records wait in the journal's volatile tail. */
+  protected holdWrite(): boolean {
+    return false;
+  }
+
   protected isWrite(effect: CoordinatorEffect): boolean {
     return effect.kind === 'journal';
   }

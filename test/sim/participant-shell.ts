@@ -19,6 +19,7 @@ import {
   type RequestRef,
 } from '../../participants/core/machine.ts';
 import { barrierPurgeIntervalMs } from '../../participants/core/barrier-retention.ts';
+import { decisionHoldMs, heldDecisionsMax } from '../../participants/core/decision-hold.ts';
 import { SimProcess } from './process.ts';
 import { SimBarrier, SimLedger } from './storage.ts';
 import type { NodeName, Packet, ProcessContext } from './world.ts';
@@ -36,6 +37,12 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
   /** Status queries awaiting an answer: request id to transaction id. */
   readonly #queries = new Map<number, string>();
   #write: { readonly effects: readonly LocalEffect[]; readonly now: number } | undefined;
+  /** Decisions held back for the next PREPARE's write, or until `decisionHoldMs` passes. */
+  #held: LocalEffect[] = [];
+  /** When the hold of `#held` ends; a timer for an earlier hold is stale, as if cleared. */
+  #heldDueAt = Number.NaN;
+  /** The held decisions are being written on their own: hold nothing back now. */
+  #applyingHeld = false;
 
   constructor(ctx: ProcessContext, config: ParticipantConfig, ledger: SimLedger) {
     super(config.name, ctx);
@@ -165,8 +172,40 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     return effect.kind === 'prepare-locally' || effect.kind === 'apply-decision';
   }
 
+  /**
+   * The real `#localStepsToRun`: a group of writes with no PREPARE is held back, up to
+   * `heldDecisionsMax` decisions and `decisionHoldMs`, so that it shares the next PREPARE's local
+   * transaction; its results, and so its acknowledgements, come only when that write is durable.
+   */
+  protected holdWrite(group: readonly ParticipantEffect[]): boolean {
+    if (this.#applyingHeld) return false;
+    if (group.some((effect) => effect.kind === 'prepare-locally')) return false;
+    if (this.#held.length + group.length >= heldDecisionsMax) return false;
+    if (this.#held.length === 0) {
+      const due = this.ctx.now + decisionHoldMs;
+      this.#heldDueAt = due;
+      const { name, incarnation } = this;
+      this.ctx.schedule(due, { kind: 'held-due', node: name, incarnation, due });
+    }
+    this.#held.push(...group.filter((effect): effect is LocalEffect => this.isWrite(effect)));
+    this.ctx.count('decisions-held');
+    this.ctx.trace(this.name, 'hold', this.#held.length);
+    return true;
+  }
+
+  /** The hold timer of the real shell: the held decisions are written on their own. */
+  onHeldDue(due: number): void {
+    if (!this.up || this.#held.length === 0 || due !== this.#heldDueAt) return;
+    this.#applyingHeld = true;
+    this.runBetweenBatches([...this.#held]);
+  }
+
   protected startWrite(group: readonly ParticipantEffect[]): boolean {
-    const effects = group.filter((effect): effect is LocalEffect => this.isWrite(effect));
+    // Held decisions go first, as in the real shell: a PREPARE after them finds what they freed.
+    const local = group.filter((effect): effect is LocalEffect => this.isWrite(effect));
+    const effects = this.#applyingHeld ? local : [...this.#held, ...local];
+    this.#held = [];
+    this.#applyingHeld = false;
     this.#write = { effects, now: this.ctx.now };
     this.ctx.trace(this.name, 'write', effects);
     return true;
@@ -208,6 +247,8 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.#requests.clear();
     this.#queries.clear();
     this.#write = undefined;
+    this.#held = [];
+    this.#applyingHeld = false;
   }
 
   #queryStatus(txId: string): void {

@@ -122,6 +122,16 @@ export abstract class SimProcess<Input, Effect> {
   protected abstract nextDeadline(): number | undefined;
   protected abstract tickInput(): Input;
   protected abstract isWrite(effect: Effect): boolean;
+  /** Whether to hold a group of writes back for a later write (a participant's decisions). */
+  protected abstract holdWrite(group: readonly Effect[]): boolean;
+  /**
+   * Runs effects outside any batch of inputs, as a real shell's timer does between batches (a
+   * participant's held decisions); only when no write is under way.
+   */
+  protected runBetweenBatches(effects: readonly Effect[]): void {
+    if (!this.up || this.#writing) return;
+    this.#run(effects);
+  }
   /** Takes a group of writes; returns true when it needs an fsync, false when it is done. */
   protected abstract startWrite(group: readonly Effect[]): boolean;
   /** Makes the started write durable; returns the inputs it produces (local results). */
@@ -179,6 +189,7 @@ export abstract class SimProcess<Input, Effect> {
       while (end < this.#agenda.length && this.isWrite(this.#agenda[end] as Effect)) end += 1;
       const group = this.#agenda.slice(this.#index, end);
       this.#index = end;
+      if (this.holdWrite(group)) continue;
       if (this.startWrite(group)) {
         this.#startFsync();
         return;

@@ -263,6 +263,7 @@ class World implements ProcessContext, CheckedWorld {
       case 'timer':
       case 'purge':
       case 'lease':
+      case 'held-due':
         this.#toProcess(event);
         return;
       case 'request-timeout':
@@ -306,7 +307,10 @@ class World implements ProcessContext, CheckedWorld {
   }
 
   #toProcess(
-    event: Extract<SimEvent, { kind: 'flush' | 'write-done' | 'timer' | 'purge' | 'lease' }>,
+    event: Extract<
+      SimEvent,
+      { kind: 'flush' | 'write-done' | 'timer' | 'purge' | 'lease' | 'held-due' }
+    >,
   ): void {
     const process = this.#process(event.node);
     if (process.incarnation !== event.incarnation) return;
@@ -314,7 +318,8 @@ class World implements ProcessContext, CheckedWorld {
       process.deferred.push(event);
       return;
     }
-    if ((event.kind === 'purge' || event.kind === 'lease') && process.writing) {
+    const timer = event.kind === 'purge' || event.kind === 'lease' || event.kind === 'held-due';
+    if (timer && process.writing) {
       // A timer of the real shell runs between batches, never inside one.
       this.schedule(this.now + 1, event);
       return;
@@ -322,6 +327,7 @@ class World implements ProcessContext, CheckedWorld {
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
     else if (event.kind === 'purge') process.onPurge();
+    else if (event.kind === 'held-due') this.#participant(event.node).onHeldDue(event.due);
     else if (event.kind === 'lease') this.#coordinator(event.node).onLease(event.renewing);
     else process.onTimer(event.due);
   }

@@ -66,6 +66,13 @@ export type SimEvent =
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
+  /** A participant's held decisions are due (`decisionHoldMs`). */
+  | {
+      readonly kind: 'held-due';
+      readonly node: ParticipantName;
+      readonly incarnation: number;
+      readonly due: number;
+    }
   /**
    * A lease timer; `renewing`: the answer to a renewal sent a round trip earlier, or a request
    * timeout later when the servers could not be reached (`failed`).
@@ -124,6 +131,8 @@ export const faultKinds = [
   'journal-records-lost',
   /** Nor is this: a message encoded and decoded as the real processes would (wire.ts). */
   'message-through-wire',
+  /** Nor this: a participant held a batch's decisions back for the next PREPARE's write. */
+  'decisions-held',
   'pause',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];

@@ -389,6 +389,15 @@ test('a second status while the decision is applied is ignored, and so are ticks
   t.deepEqual(machine.step({ kind: 'tick', now: now + 60_000 }), []);
 });
 
+test('a transaction whose decision is being applied sets no deadline until it is applied', (t) => {
+  const machine = inDoubt(t);
+  t.is(machine.nextDeadline(), now + config.inDoubtQueryAfterMs);
+  decide(machine, 'commit', { status: 'voted-yes' });
+  // Held back by the shell for the next write, its query deadline would be past by then.
+  t.is(machine.nextDeadline(), undefined);
+  t.deepEqual(machine.step({ kind: 'tick', now: now + 60_000 }), []);
+});
+
 test('a status that arrives while the COMMIT message is applied is ignored', (t) => {
   const machine = inDoubt(t);
   decide(machine, 'commit', { status: 'voted-yes' });
