@@ -71,7 +71,12 @@ export function loadMigrations(name: DatabaseName): Migration[] {
   return migrations;
 }
 
-/** Applies the migrations the database has not seen, each in its own transaction. */
+/**
+ * Applies the migrations the database has not seen, each in its own transaction. Two processes
+ * may open one file at once (two coordinators on a fresh journal): each migration takes the write
+ * lock first (IMMEDIATE) and reads the version under it, so the second process waits for the
+ * first and then finds the migration applied, instead of applying it again and failing.
+ */
 export function migrate(db: SqliteDatabase, name: DatabaseName): void {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -79,13 +84,11 @@ export function migrate(db: SqliteDatabase, name: DatabaseName): void {
     applied_at INTEGER NOT NULL
   ) STRICT`);
   const migrations = loadMigrations(name);
-  const row = db.prepare('SELECT max(version) AS version FROM schema_migrations').get() as {
-    version: number | null;
-  };
-  const current = row.version ?? 0;
-  if (current > migrations.length) {
+  const version = db.prepare('SELECT max(version) AS version FROM schema_migrations').pluck();
+  const current = (): number => (version.get() as number | null) ?? 0;
+  if (current() > migrations.length) {
     throw new MigrationError(
-      `${db.name} has schema version ${current} but this code knows only ` +
+      `${db.name} has schema version ${current()} but this code knows only ` +
         `${migrations.length} ${name} migrations: it was written by a newer version; ` +
         `refusing to start`,
     );
@@ -93,12 +96,12 @@ export function migrate(db: SqliteDatabase, name: DatabaseName): void {
   const record = db.prepare(
     'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
   );
-  for (const migration of migrations.slice(current)) {
-    db.transaction(() => {
-      db.exec(migration.sql);
-      record.run(migration.version, migration.name, Date.now());
-    })();
-  }
+  const apply = db.transaction((migration: Migration) => {
+    if (current() >= migration.version) return;
+    db.exec(migration.sql);
+    record.run(migration.version, migration.name, Date.now());
+  });
+  for (const migration of migrations.slice(current())) apply.immediate(migration);
 }
 
 /**

@@ -244,14 +244,19 @@ export class SqliteJournal {
    */
   purge(now: number): number {
     const s = { ...this.#statements, ...this.#purgeByAge };
-    const purged = this.#db.transaction(() => {
-      const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
-      for (const { tx_id: txId } of rows) {
-        s.purgeRecords.run(txId);
-        s.purgePayment.run(txId);
-      }
-      return rows.length;
-    })();
+    // IMMEDIATE: the write lock first, waiting for it (busy_timeout) if the other coordinator
+    // writes. A deferred transaction would read, then find its snapshot stale when it came to
+    // delete after the other's commit, and SQLite answers that with SQLITE_BUSY at once.
+    const purged = this.#db
+      .transaction(() => {
+        const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
+        for (const { tx_id: txId } of rows) {
+          s.purgeRecords.run(txId);
+          s.purgePayment.run(txId);
+        }
+        return rows.length;
+      })
+      .immediate();
     // A transaction that changed nothing syncs nothing; count only those that wrote.
     if (purged > 0) workCounters.sqliteCommits += 1;
     return purged;
