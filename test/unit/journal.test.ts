@@ -5,8 +5,6 @@
  * record. Corruption is written with raw SQL through a second connection, as a disk or an
  * operator would leave it.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +16,8 @@ import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
 import { setPragmas, type SqliteDatabase } from '../../common/sqlite.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
-import { projectRoot } from '../../ops/service-process.ts';
 import { paymentFor } from '../../participants/seed.ts';
+import { holdWriteLock } from './write-lock-holder.ts';
 
 const clientId = 'journal-test';
 const payment = paymentFor('order-1001');
@@ -414,28 +412,14 @@ test('a purge waits for another process that holds the write lock and commits me
   const { file, journal } = openFixture(t);
   journal.append([begin(txA, 'purge-wait-key-0001'), committed(txA), completed(txA)], createdAt);
   const holdMs = 300;
-  const holder = spawn(
-    process.execPath,
-    [
-      '-e',
-      `const Database = require('better-sqlite3');
-       const db = new Database(${JSON.stringify(file)});
-       db.pragma('journal_mode = WAL');
-       db.pragma('busy_timeout = 5000');
-       db.exec('BEGIN IMMEDIATE');
-       db.prepare('UPDATE leadership SET since = since + 1 WHERE id = 1').run();
-       process.stdout.write('locked\\n');
-       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${holdMs});
-       db.exec('COMMIT');
-       db.close();`,
-    ],
-    { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] },
+  const holder = holdWriteLock(
+    file,
+    { locked: ['UPDATE leadership SET since = since + 1 WHERE id = 1'] },
+    holdMs,
   );
-  const exited = once(holder, 'exit');
-  await once(holder.stdout, 'data');
+  await holder.locked;
   const startedAt = Date.now();
   t.is(journal.purge(createdAt + retentionMs + 1_000), 1, 'the expired payment is purged');
   t.true(Date.now() - startedAt >= holdMs / 2, 'the purge waited for the other writer');
-  const [code] = (await exited) as [number];
-  t.is(code, 0);
+  t.is(await holder.exited, 0);
 });

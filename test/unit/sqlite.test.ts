@@ -3,8 +3,6 @@
  * cannot tell synchronous=NORMAL from FULL, so only reading the setting back can), and migrations
  * applied once, idempotent on reopen, and refused when the file is newer than the code.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +17,7 @@ import {
   openDatabase,
   type DatabaseName,
 } from '../../common/sqlite.ts';
+import { holdWriteLock } from './write-lock-holder.ts';
 
 /** `synchronous` as SQLite reports it: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
 const synchronousFull = 2;
@@ -184,40 +183,30 @@ test("customer migration 3 sets each customer's pending total from its pending p
  */
 test('a database another process is migrating at the same moment is migrated once', async (t) => {
   const file = tempFile(t, 'coordinator');
-  const directory = join(migrationsRoot, 'coordinator');
-  const holder = spawn(
-    process.execPath,
-    [
-      '-e',
-      `const Database = require('better-sqlite3');
-       const { readdirSync, readFileSync } = require('node:fs');
-       const db = new Database(${JSON.stringify(file)});
-       db.pragma('journal_mode = WAL');
-       db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
-       db.exec('BEGIN IMMEDIATE');
-       const files = readdirSync(${JSON.stringify(directory)}).filter((f) => f.endsWith('.sql')).sort();
-       files.forEach((f, i) => {
-         db.exec(readFileSync(${JSON.stringify(directory)} + '/' + f, 'utf8'));
-         db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(i + 1, f.slice(5, -4));
-       });
-       process.stdout.write('locked\\n');
-       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
-       db.exec('COMMIT');
-       db.close();`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+  const files = migrationFiles('coordinator');
+  const holder = holdWriteLock(
+    file,
+    {
+      before: [
+        `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+         applied_at INTEGER NOT NULL) STRICT`,
+      ],
+      locked: files.flatMap((name, index) => [
+        readFileSync(join(migrationsRoot, 'coordinator', name), 'utf8'),
+        `INSERT INTO schema_migrations VALUES (${index + 1}, '${name.slice(5, -4)}', 0)`,
+      ]),
+    },
+    300,
   );
-  const exited = once(holder, 'exit');
-  await once(holder.stdout, 'data');
+  await holder.locked;
   const db = openDatabase(file, 'coordinator');
   try {
     t.deepEqual(
       appliedMigrations(db).map((row) => row.version),
-      migrationFiles('coordinator').map((_, index) => index + 1),
+      files.map((_, index) => index + 1),
     );
   } finally {
     db.close();
   }
-  const [code] = (await exited) as [number];
-  t.is(code, 0);
+  t.is(await holder.exited, 0);
 });
