@@ -196,14 +196,16 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
   /** The hold timer of the real shell: the held decisions are written on their own. */
   onHeldDue(due: number): void {
     if (!this.up || this.#held.length === 0 || due !== this.#heldDueAt) return;
+    const held = this.#held;
+    this.#held = [];
     this.#applyingHeld = true;
-    this.runBetweenBatches([...this.#held]);
+    this.runBetweenBatches(held);
   }
 
   protected startWrite(group: readonly ParticipantEffect[]): boolean {
     // Held decisions go first, as in the real shell: a PREPARE after them finds what they freed.
     const local = group.filter((effect): effect is LocalEffect => this.isWrite(effect));
-    const effects = this.#applyingHeld ? local : [...this.#held, ...local];
+    const effects = [...this.#held, ...local];
     this.#held = [];
     this.#applyingHeld = false;
     this.#write = { effects, now: this.ctx.now };

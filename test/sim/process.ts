@@ -16,6 +16,7 @@
  * the simulation checks the machines' own promise rather than leaning on the shell's hoisting,
  * which is what lets it catch a machine that emits a message before the record it depends on.
  */
+import { assert } from '../../common/assert.ts';
 import { errorText } from '../../common/log.ts';
 import type { ProcessContext, ProcessName, SimEvent } from './world.ts';
 
@@ -126,10 +127,10 @@ export abstract class SimProcess<Input, Effect> {
   protected abstract holdWrite(group: readonly Effect[]): boolean;
   /**
    * Runs effects outside any batch of inputs, as a real shell's timer does between batches (a
-   * participant's held decisions); only when no write is under way.
+   * participant's held decisions). The simulator delivers such a timer only between batches.
    */
   protected runBetweenBatches(effects: readonly Effect[]): void {
-    if (!this.up || this.#writing) return;
+    assert(this.up && !this.#writing, `${this.name}: a timer ran inside a batch`);
     this.#run(effects);
   }
   /** Takes a group of writes; returns true when it needs an fsync, false when it is done. */
