@@ -32,15 +32,17 @@ import { SimProcess } from './process.ts';
 import type { CoordinatorName, NodeName, Packet, ProcessContext } from './world.ts';
 
 /**
- * The lease two coordinators contend for (JetStream KV or the journal file in the real system),
- * always reachable: who may try to lead. What keeps two leaders apart is the journal's epoch.
- */
-/**
  * How long a request to the lease's servers waits for an answer: @nats-io/kv's default bucket
  * timeout, which the real coordinator keeps.
  */
 export const leaseRequestTimeoutMs = 2_000;
 
+/**
+ * The lease two coordinators contend for (JetStream KV in the real system), kept on the NATS
+ * servers: always up, and out of reach only of a coordinator a partition cuts off from them
+ * (`ProcessContext.reachesServers`). It says who may try to lead; what keeps two leaders apart
+ * is the journal's epoch.
+ */
 export class SimLease {
   #holder: CoordinatorName | undefined;
   #expiresAt = 0;

@@ -1,8 +1,8 @@
 /**
- * Which payments the invariant check lets the coordinator have forgotten (ops/checker.ts; the
- * soak and the chaos run with a key retention use it): only those made before the key retention period, found by the
- * participants' business rows, since their barrier rows expire too. A younger payment the journal
- * does not know stays a violation.
+ * Which payments the soak's invariant check lets the coordinator have forgotten (ops/checker.ts):
+ * only those made before the key retention period, found by the participants' business rows,
+ * since their barrier rows expire too. A younger payment the journal does not know stays a
+ * violation. (The chaos checker applies the same rule to the snapshot it reads: `Retention`.)
  */
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
