@@ -16,10 +16,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connectNats } from '../common/nats.ts';
 import { encodeMessage } from '../common/protocol.ts';
 import { setPragmas } from '../common/sqlite.ts';
+import { heapAllocatedBytes, watchGc } from '../common/stats.ts';
 import { ServiceProcess } from '../ops/service-process.ts';
 import { echoSubject } from './echo-service.ts';
 import { summarize, type LatencySummary } from './load.ts';
-import { cpuTimeMs } from './probes.ts';
+import { cpuTimeMs, serviceStats } from './probes.ts';
 
 /** Request/replies one committed payment needs: 1 client, 3 PREPARE, 3 COMMIT. */
 export const requestRepliesPerPayment = 7;
@@ -33,6 +34,12 @@ export interface EchoLevel {
   readonly latency: LatencySummary;
   /** CPU used during the window, in % of one core. */
   readonly cpuPercent: Readonly<Record<string, number>>;
+  /**
+   * JavaScript heap bytes allocated per request/reply during the window: by the echo processes
+   * together (nats.js receiving a message and publishing its answer, nothing else) and by the
+   * load generator (nats.js `request()`: publishing, and receiving the answer).
+   */
+  readonly allocatedPerRequestReply: { readonly responder: number; readonly requester: number };
 }
 
 export interface MessagingBound {
@@ -84,6 +91,7 @@ export async function measureMessagingBound(
         entry: 'bench/echo-service.ts',
         args: ['--nats', options.natsUrls.join(','), '--name', `echo-${index + 1}`],
         logFile: join(options.logDirectory, `echo-${index + 1}.log`),
+        env: { CONTINUUM_STATS: '1' },
       }),
   );
   const nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
@@ -91,6 +99,7 @@ export async function measureMessagingBound(
     await Promise.all(echoes.map((echo) => echo.start()));
     const payload = preparedLikePayload();
     const pids: Record<string, number> = { nats: options.natsPid, loader: process.pid };
+    watchGc();
     for (const echo of echoes) if (echo.pid !== undefined) pids[echo.spec.name] = echo.pid;
     const levels: EchoLevel[] = [];
     for (const concurrency of options.concurrencies) {
@@ -139,12 +148,21 @@ async function echoLevel(
   };
   const workers = Promise.all(Array.from({ length: concurrency }, worker));
   await sleep(options.warmupMs);
+  const echoNames = Object.keys(pids).filter((name) => name.startsWith('echo-'));
+  const echoAllocated = async (): Promise<number> => {
+    const stats = await Promise.all(echoNames.map((name) => serviceStats(nats, name)));
+    return stats.reduce((sum, entry) => sum + entry.heapAllocatedBytes, 0);
+  };
+  const responderBefore = await echoAllocated();
+  const requesterBefore = heapAllocatedBytes();
   const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuTimeMs(p)]));
   const startedAt = performance.now();
   measuring = true;
   await sleep(options.measureMs);
   measuring = false;
   const elapsedMs = performance.now() - startedAt;
+  const requester = heapAllocatedBytes() - requesterBefore;
+  const responder = (await echoAllocated()) - responderBefore;
   const cpuPercent = Object.fromEntries(
     Object.entries(pids).map(([key, pid]) => [
       key,
@@ -158,6 +176,10 @@ async function echoLevel(
     requestRepliesPerSecond: completed / (elapsedMs / 1_000),
     latency: summarize(latenciesMs),
     cpuPercent,
+    allocatedPerRequestReply: {
+      responder: Math.round(responder / Math.max(1, completed)),
+      requester: Math.round(requester / Math.max(1, completed)),
+    },
   };
 }
 

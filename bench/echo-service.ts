@@ -2,11 +2,13 @@
  * An echo service for the messaging bound: `tsx bench/echo-service.ts --nats <urls> --name <n>`.
  * It answers every request on the echo subject with the request's own bytes, doing no other work,
  * so a load generator measures what NATS request/reply costs through the same server and with the
- * same kind of Node processes as the real services.
+ * same kind of Node processes as the real services. With CONTINUUM_STATS=1 it answers stats
+ * requests as the services do (common/stats.ts).
  */
 import { natsUrlsFlag, parseFlags, requiredFlag, runMain } from '../common/cli.ts';
 import { announceReady } from '../common/log.ts';
 import { connectNats } from '../common/nats.ts';
+import { serveStats } from '../common/stats.ts';
 
 export const echoSubject = 'continuum.bench.echo';
 
@@ -23,6 +25,8 @@ async function main(): Promise<void> {
       msg.respond(msg.data);
     },
   });
+  // With CONTINUUM_STATS=1, its heap allocation, so the bound measures what nats.js alone costs.
+  serveStats(nats, name, () => 0);
   await nats.flush();
   announceReady({ service: name });
   const stop = (): void => {

@@ -12,7 +12,7 @@ import { renderChart } from './chart.ts';
 import { runDeadlines } from './deadlines.ts';
 import { runFailover } from './failover.ts';
 import { machineInfo } from './machine.ts';
-import { formatProfile } from './profile.ts';
+import { formatHeapProfile, formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
 import { soakBenchmark } from './soak.ts';
 import {
@@ -102,6 +102,8 @@ async function throughput(values: Values): Promise<void> {
     for (const line of formatResult(result)) console.log(line);
     for (const summary of result.profiles)
       for (const line of formatProfile(summary)) console.log(line);
+    for (const summary of result.allocations)
+      for (const line of formatHeapProfile(summary)) console.log(line);
     console.log(`result: ${file}`);
     console.log(`chart: ${chart}`);
     if (timeline !== undefined) console.log(`open loop over time: ${timeline}`);

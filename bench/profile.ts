@@ -1,7 +1,9 @@
 /**
  * Summaries of V8 CPU profiles (`node --cpu-prof`, one `.cpuprofile` per process): self time per
  * function and per area (our code by file, nats.js, better-sqlite3, Node internals, GC, idle), so
- * "where the time goes" can be read without a profiler UI.
+ * "where the time goes" can be read without a profiler UI. And of V8's sampling heap profiles
+ * (`.heapprofile`, bench/cpu-profile-hook.ts): bytes allocated per function, per area, and per
+ * nearest frame of our own code, so "where the garbage comes from" can be read the same way.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,8 +79,7 @@ export function summarizeProfile(file: string, processName: string): ProfileSumm
     busyMicros += micros;
     const area = areaOf(frame.url, frame.functionName);
     byArea.set(area, (byArea.get(area) ?? 0) + micros);
-    const where = frame.url === '' ? '' : ` ${areaOf(frame.url, '')}:${frame.lineNumber + 1}`;
-    const name = `${frame.functionName || '(anonymous)'}${where}`;
+    const name = frameName(frame);
     byFunction.set(name, (byFunction.get(name) ?? 0) + micros);
   }
   const busyMs = busyMicros / 1_000;
@@ -91,17 +92,32 @@ export function summarizeProfile(file: string, processName: string): ProfileSumm
   };
 }
 
-/** Summaries of every profile in a directory, named by the pid in the file name. */
+/** Summaries of every CPU profile in a directory, named by the pid in the file name. */
 export function summarizeProfiles(
   directory: string,
   names: ReadonlyMap<number, string>,
 ): ProfileSummary[] {
-  return readdirSync(directory)
-    .filter((file) => file.endsWith('.cpuprofile'))
-    .map((file) => {
-      const pid = Number(/^CPU\.[^.]+\.[^.]+\.(\d+)\./.exec(file)?.[1] ?? Number.NaN);
-      return summarizeProfile(join(directory, file), names.get(pid) ?? `pid ${pid}`);
-    });
+  return summarizeEach(
+    directory,
+    names,
+    /^CPU\.[^.]+\.[^.]+\.(\d+)\..*\.cpuprofile$/,
+    summarizeProfile,
+  );
+}
+
+/** Every profile in a directory whose name matches `pattern` (the pid its first group). */
+function summarizeEach<T>(
+  directory: string,
+  names: ReadonlyMap<number, string>,
+  pattern: RegExp,
+  summarize: (file: string, processName: string) => T,
+): T[] {
+  return readdirSync(directory).flatMap((file) => {
+    const match = pattern.exec(file);
+    if (match === null) return [];
+    const pid = Number(match[1]);
+    return [summarize(join(directory, file), names.get(pid) ?? `pid ${pid}`)];
+  });
 }
 
 export function formatProfile(summary: ProfileSummary): string[] {
@@ -113,5 +129,114 @@ export function formatProfile(summary: ProfileSummary): string[] {
     ...summary.byArea.map(row),
     '  top functions (self time):',
     ...summary.topFunctions.map(row),
+  ];
+}
+
+interface HeapProfileNode {
+  readonly callFrame: ProfileNode['callFrame'];
+  /** Bytes the samples at this frame stand for (sampled sizes scaled by the sampling interval). */
+  readonly selfSize: number;
+  readonly children: readonly HeapProfileNode[];
+}
+
+export interface AllocationEntry {
+  readonly name: string;
+  readonly bytes: number;
+  readonly percent: number;
+}
+
+export interface AllocationSummary {
+  readonly process: string;
+  readonly file: string;
+  /** Bytes allocated in all, as the samples estimate them. */
+  readonly bytes: number;
+  readonly byArea: readonly AllocationEntry[];
+  readonly topFunctions: readonly AllocationEntry[];
+  /**
+   * Bytes by the innermost frame of our own code (coordinator/, participants/, common/, client/,
+   * bench/, ops/) on the allocating stack: which of our lines make the garbage that nats.js or
+   * Node allocate on their behalf. `(no frame of ours)` for the rest.
+   */
+  readonly byOurFrame: readonly AllocationEntry[];
+}
+
+const ourCode = /\/(?:coordinator|participants|common|client|bench|ops)\/.+\.ts$/;
+
+function frameName(frame: ProfileNode['callFrame']): string {
+  const where = frame.url === '' ? '' : ` ${areaOf(frame.url, '')}:${frame.lineNumber + 1}`;
+  return `${frame.functionName || '(anonymous)'}${where}`;
+}
+
+function topBytes(
+  map: ReadonlyMap<string, number>,
+  total: number,
+  count: number,
+): AllocationEntry[] {
+  return [...map.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([name, bytes]) => ({
+      name,
+      bytes,
+      percent: Math.round((bytes / Math.max(1, total)) * 1_000) / 10,
+    }));
+}
+
+export function summarizeHeapProfile(file: string, processName: string): AllocationSummary {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapProfileNode };
+  const byArea = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  const byOurFrame = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, bytes: number): void => {
+    map.set(key, (map.get(key) ?? 0) + bytes);
+  };
+  let total = 0;
+  const walk = (node: HeapProfileNode, ours: string): void => {
+    const { callFrame } = node;
+    const inner = ourCode.test(callFrame.url) ? frameName(callFrame) : ours;
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      add(byArea, areaOf(callFrame.url, callFrame.functionName), node.selfSize);
+      add(byFunction, frameName(callFrame), node.selfSize);
+      add(byOurFrame, inner, node.selfSize);
+    }
+    for (const child of node.children) walk(child, inner);
+  };
+  walk(profile.head, '(no frame of ours)');
+  return {
+    process: processName,
+    file,
+    bytes: total,
+    byArea: topBytes(byArea, total, 12),
+    topFunctions: topBytes(byFunction, total, 20),
+    byOurFrame: topBytes(byOurFrame, total, 20),
+  };
+}
+
+/** Allocation summaries of every heap profile in a directory, named by the pid in the file name. */
+export function summarizeHeapProfiles(
+  directory: string,
+  names: ReadonlyMap<number, string>,
+): AllocationSummary[] {
+  return summarizeEach(
+    directory,
+    names,
+    /^Heap\.[^.]+\.[^.]+\.(\d+)\.heapprofile$/,
+    summarizeHeapProfile,
+  );
+}
+
+export function formatHeapProfile(summary: AllocationSummary): string[] {
+  const mb = (bytes: number): string => (bytes / 1_048_576).toFixed(1).padStart(8);
+  const row = (entry: AllocationEntry): string =>
+    `    ${mb(entry.bytes)} MB ${entry.percent.toFixed(1).padStart(5)} %  ${entry.name}`;
+  return [
+    `${summary.process}: ${mb(summary.bytes).trim()} MB allocated (${summary.file})`,
+    '  by area:',
+    ...summary.byArea.map(row),
+    '  top functions (self bytes):',
+    ...summary.topFunctions.map(row),
+    '  by the innermost frame of our code:',
+    ...summary.byOurFrame.map(row),
   ];
 }

@@ -176,6 +176,11 @@ export function formatResult(result: ThroughputResult): string[] {
     "garbage collection during the window (pauses/ms in total), and what the open loops' slowest 1 % overlapped:",
     ...result.levels.map(gcRow),
     '',
+    'JavaScript heap allocated per payment, in KB (what makes collections come; unlike pauses it',
+    'hardly depends on the machine):',
+    ...result.levels.map(allocationRow),
+    ...natsAllocation(messaging),
+    '',
     'targets (issue 8):',
     ...checkTargets(result).map(
       (check) =>
@@ -193,6 +198,28 @@ function byConcurrency(result: ThroughputResult): string[] {
   if (ratios.length < 2) return [];
   const each = ratios.map(({ concurrency, ratio }) => `c=${concurrency} ${ratio}`).join(', ');
   return [`  ratio at the same concurrency on both sides: ${each}`];
+}
+
+/** What nats.js alone allocates per request/reply, from the messaging bound's echo levels. */
+function natsAllocation(messaging: ThroughputResult['bounds']['messaging']): string[] {
+  const kb = (bytes: number): string => (bytes / 1_024).toFixed(1);
+  const each = messaging.levels
+    .map(({ concurrency, allocatedPerRequestReply: { responder, requester } }) => {
+      return `c=${concurrency} ${kb(responder)} / ${kb(requester)}`;
+    })
+    .join(', ');
+  return [
+    `  nats.js alone, per request/reply in the messaging bound (echo responders / load generator): ${each}`,
+  ];
+}
+
+function allocationRow(level: LevelResult): string {
+  const entries = Object.entries(level.gc);
+  const total = entries.reduce((sum, [, { allocatedPerPayment }]) => sum + allocatedPerPayment, 0);
+  const each = entries
+    .map(([name, { allocatedPerPayment }]) => `${name} ${(allocatedPerPayment / 1_024).toFixed(1)}`)
+    .join('  ');
+  return `  ${level.name.padEnd(25)} ${each}  total ${(total / 1_024).toFixed(1)}`;
 }
 
 function gcRow(level: LevelResult): string {

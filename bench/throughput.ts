@@ -19,7 +19,13 @@ import { ContinuumClient } from '../client/index.ts';
 import { ConfigError } from '../common/errors.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import type { Payment } from '../common/protocol.ts';
-import { gcCounters, watchGc, type GcKind, type ServiceStats } from '../common/stats.ts';
+import {
+  gcCounters,
+  heapAllocatedBytes,
+  watchGc,
+  type GcKind,
+  type ServiceStats,
+} from '../common/stats.ts';
 import { openDatabase } from '../common/sqlite.ts';
 import {
   checkInvariants,
@@ -45,7 +51,12 @@ import { closedLoop, openLoop, type WindowResult } from './load.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { OrdersExhaustedError, OrderSupply, seedParties } from './orders.ts';
 import { cpuTimeMs, natsCounts, serviceStats, type NatsCounts } from './probes.ts';
-import { summarizeProfiles, type ProfileSummary } from './profile.ts';
+import {
+  summarizeHeapProfiles,
+  summarizeProfiles,
+  type AllocationSummary,
+  type ProfileSummary,
+} from './profile.ts';
 import { progress } from './report.ts';
 
 export const serviceNames: readonly ServiceName[] = ['coordinator', 'bank', 'vendor', 'customer'];
@@ -97,8 +108,13 @@ export interface LevelResult extends LevelSpec {
     readonly outMsgs: number;
     readonly bytes: number;
   };
-  /** Garbage-collection pauses during the window, per process: how many and their total ms. */
-  readonly gc: Readonly<Record<NodeProcessName, { pauses: number; ms: number }>>;
+  /**
+   * Garbage collection during the window, per process: how many pauses and their total ms, and
+   * the JavaScript heap allocated per payment in bytes (what makes collections come).
+   */
+  readonly gc: Readonly<
+    Record<NodeProcessName, { pauses: number; ms: number; allocatedPerPayment: number }>
+  >;
   /**
    * Open loop only: the GC pauses of 1 ms or more and the write transactions of 2 ms or more in
    * any process while the window's payments ran, and how many of the slowest 1 % of payments (at
@@ -138,6 +154,8 @@ export interface ThroughputResult {
   readonly loadAverageEnd: number;
   /** CPU profiles of the services, when the run was profiled. */
   readonly profiles: readonly ProfileSummary[];
+  /** Allocation profiles of the services, when the run was profiled. */
+  readonly allocations: readonly AllocationSummary[];
 }
 
 /**
@@ -202,7 +220,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   const stack = await startBenchStack(options.profileDirectory);
   const names = new Map(serviceNames.map((name) => [pidOf(stack, name), name] as const));
   const bench = await BenchRun.open(stack);
-  let result: Omit<ThroughputResult, 'profiles'> | undefined;
+  let result: Omit<ThroughputResult, 'profiles' | 'allocations'> | undefined;
   try {
     progress(`stack in ${stack.root}; one nats-server at ${stack.natsUrls.join(',')}`);
     progress(`storage bound: forced commits for ${timing.sqliteMs} ms`);
@@ -248,8 +266,12 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   }
   // Each service writes its profile as it exits, so they are read after the stack stopped.
   const { profileDirectory } = options;
-  const profiles = profileDirectory === undefined ? [] : summarizeProfiles(profileDirectory, names);
-  return { ...result, profiles };
+  if (profileDirectory === undefined) return { ...result, profiles: [], allocations: [] };
+  return {
+    ...result,
+    profiles: summarizeProfiles(profileDirectory, names),
+    allocations: summarizeHeapProfiles(profileDirectory, names),
+  };
 }
 
 export async function startBenchStack(
@@ -283,7 +305,7 @@ interface Snapshot {
   readonly nats: NatsCounts;
   readonly stats: Readonly<Record<ServiceName, ServiceStats>>;
   /** This process's own GC counts (the services' are in their stats). */
-  readonly loaderGc: { readonly count: number; readonly ms: number };
+  readonly loaderGc: { readonly count: number; readonly ms: number; readonly allocated: number };
 }
 
 /** The stack under test, a client, a connection for probes and the orders to pay. */
@@ -411,7 +433,11 @@ export class BenchRun {
       Object.fromEntries(
         processNames.map((name) => [name, cpuTimeMs(pidOf(this.stack, name))]),
       ) as Record<ProcessName, number>;
-    const loaderGc = (): Snapshot['loaderGc'] => ({ count: gcCounters.count, ms: gcCounters.ms });
+    const loaderGc = (): Snapshot['loaderGc'] => ({
+      count: gcCounters.count,
+      ms: gcCounters.ms,
+      allocated: heapAllocatedBytes(),
+    });
     if (edge === 'start') {
       const stats = await readStats();
       const nats = await natsCounts(httpPort);
@@ -469,20 +495,24 @@ function levelResult(
       return [name, Math.round((delta(name, 'inputs') / batches) * 10) / 10];
     }),
   ) as Record<ServiceName, number>;
-  const gcDelta = (name: NodeProcessName): { pauses: number; ms: number } => {
-    const [from, to] =
-      name === 'loader'
-        ? [before.loaderGc, after.loaderGc]
-        : [
-            { count: before.stats[name].gcCount, ms: before.stats[name].gcMs },
-            { count: after.stats[name].gcCount, ms: after.stats[name].gcMs },
-          ];
-    return { pauses: to.count - from.count, ms: Math.round((to.ms - from.ms) * 10) / 10 };
+  const gcOf = (snapshot: Snapshot, name: NodeProcessName): Snapshot['loaderGc'] => {
+    if (name === 'loader') return snapshot.loaderGc;
+    const stats = snapshot.stats[name];
+    return { count: stats.gcCount, ms: stats.gcMs, allocated: stats.heapAllocatedBytes };
   };
-  const gc = Object.fromEntries(nodeProcessNames.map((name) => [name, gcDelta(name)])) as Record<
-    NodeProcessName,
-    { pauses: number; ms: number }
-  >;
+  const gc = Object.fromEntries(
+    nodeProcessNames.map((name) => {
+      const [from, to] = [gcOf(before, name), gcOf(after, name)];
+      return [
+        name,
+        {
+          pauses: to.count - from.count,
+          ms: Math.round((to.ms - from.ms) * 10) / 10,
+          allocatedPerPayment: Math.round((to.allocated - from.allocated) / payments),
+        },
+      ];
+    }),
+  ) as LevelResult['gc'];
   const cpuTotal = processNames.reduce(
     (sum, name) => sum + after.cpuMs[name] - before.cpuMs[name],
     0,

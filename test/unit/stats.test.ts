@@ -4,7 +4,13 @@
  */
 import test from 'ava';
 import { performance } from 'node:perf_hooks';
-import { countCommit, slowCommits, workCounters } from '../../common/stats.ts';
+import {
+  countCommit,
+  heapAllocatedBytes,
+  slowCommits,
+  watchGc,
+  workCounters,
+} from '../../common/stats.ts';
 
 // Serial: both tests watch the same process-wide counters.
 test.serial('counts every commit and remembers the slow ones with their start', (t) => {
@@ -33,4 +39,24 @@ test.serial('keeps the most recent 4,096 slow commits', (t) => {
   const began = (i: number): number => performance.timeOrigin + startedAt - i * 0.001;
   t.true(Math.abs((slowCommits[0]?.[0] ?? 0) - began(5_000 - 4_096)) < 0.0005, 'oldest kept');
   t.true(Math.abs((slowCommits.at(-1)?.[0] ?? 0) - began(4_999)) < 0.0005, 'newest kept');
+});
+
+test.serial('counts heap bytes allocated, the garbage already collected included', (t) => {
+  watchGc();
+  const start = heapAllocatedBytes();
+  // 400,000 short-lived objects of a 32-character string each: about 40 MB, far more than the
+  // young generation holds, so most are collected before the count is read.
+  let length = 0;
+  for (let i = 0; i < 400_000; i += 1) {
+    const item = { index: i, text: `${i}`.padStart(32, '-') };
+    length += item.text.length;
+  }
+  const allocated = heapAllocatedBytes() - start;
+  t.is(length, 400_000 * 32);
+  t.true(allocated > 25_000_000, `counted ${allocated} bytes`);
+  t.true(allocated < 200_000_000, `counted ${allocated} bytes`);
+
+  const idleStart = heapAllocatedBytes();
+  const idle = heapAllocatedBytes() - idleStart;
+  t.true(idle < 1_000_000, `reading the count allocated ${idle} bytes`);
 });
