@@ -65,6 +65,11 @@ function checkedClientId(clientId: string): string {
  * (docs/idempotency.md). The coordinator takes the client id from the subject, never from the
  * body alone.
  */
+/** Built once: the coordinator sends to one of these with every message. */
+const participantSubjects = Object.fromEntries(
+  participantNames.map((name) => [name, `continuum.participant.${name}`]),
+) as Readonly<Record<ParticipantName, string>>;
+
 export const subjects = {
   /** Where client `clientId` sends its payments. Throws ValidationError for a bad client id. */
   clientPay: (clientId: string): string => `${clientPayPrefix}${checkedClientId(clientId)}`,
@@ -82,7 +87,7 @@ export const subjects = {
   inFlight: 'continuum.coordinator.in-flight',
   /** Which coordinator is active, in which term (read-only). */
   leader: 'continuum.coordinator.leader',
-  participant: (name: ParticipantName): string => `continuum.participant.${name}`,
+  participant: (name: ParticipantName): string => participantSubjects[name],
 } as const;
 
 /**

@@ -234,7 +234,7 @@ export class CoordinatorService {
       const request = decodePayRequest(msg.data);
       checkClientId(request.clientId, clientId);
       const { idempotencyKey } = request;
-      this.#trace({ step: 'receive', peer: 'client', idempotencyKey, what: 'pay' });
+      this.#trace?.({ step: 'receive', peer: 'client', idempotencyKey, what: 'pay' });
       const requestRef = this.#pending.register(msg);
       const { journal, now, newTransactionId } = this.#options;
       this.#batcher.enqueue(() => ({
@@ -357,20 +357,20 @@ export class CoordinatorService {
     this.#armTimer();
   }
 
-  /** The batch's PREPAREs and decisions; the same message to every participant encoded once. */
+  /**
+   * The batch's PREPAREs and decisions, each message encoded once: the machine gives the same
+   * message object to all the participants it goes to, one after the other.
+   */
   #encodeSends(effects: readonly CoordinatorEffect[]): Send[] {
     const sends: Send[] = [];
-    const encoded = new Map<string, Uint8Array>();
+    let last: { message: ParticipantMessage; data: Uint8Array } | undefined;
     for (const effect of effects) {
       if (effect.kind !== 'send') continue;
       const { participant, message } = effect;
-      const key = `${message.txId}:${message.kind === 'prepare' ? 'prepare' : message.decision}`;
-      let data = encoded.get(key);
-      if (data === undefined) {
-        data = encodeMessage({ ...message, epoch: this.#options.epoch });
-        encoded.set(key, data);
+      if (last?.message !== message) {
+        last = { message, data: encodeMessage({ ...message, epoch: this.#options.epoch }) };
       }
-      sends.push({ participant, message, data });
+      sends.push({ participant, message, data: last.data });
     }
     return sends;
   }
@@ -391,7 +391,7 @@ export class CoordinatorService {
     if (!this.#termHolds(() => journal.append(all, now()))) return false;
     for (const record of all) {
       const what = record.kind === 'decided' ? `${record.decision} forced` : record.kind;
-      this.#trace({ step: 'journal', txId: record.txId, what });
+      this.#trace?.({ step: 'journal', txId: record.txId, what });
     }
     return true;
   }
@@ -406,7 +406,7 @@ export class CoordinatorService {
     if (reply.kind === 'outcome' || reply.kind === 'in-progress') {
       const what = reply.kind === 'outcome' ? reply.outcome : 'in progress';
       const { txId, idempotencyKey } = reply;
-      this.#trace({ step: 'reply', peer: 'client', txId, idempotencyKey, what });
+      this.#trace?.({ step: 'reply', peer: 'client', txId, idempotencyKey, what });
     }
   }
 
@@ -414,7 +414,7 @@ export class CoordinatorService {
     for (const { participant, message, data } of sends) {
       const { txId } = message;
       const what = message.kind === 'prepare' ? 'prepare' : message.decision;
-      this.#trace({ step: 'send', peer: participant, txId, what });
+      this.#trace?.({ step: 'send', peer: participant, txId, what });
       this.#channel.send(participant, message, data, subjects.participant(participant));
     }
   }
@@ -428,7 +428,7 @@ export class CoordinatorService {
     }
     const { txId } = sent;
     const { error } = answer;
-    this.#trace({ step: 'receive', peer: participant, txId, what: `no answer (${error})` });
+    this.#trace?.({ step: 'receive', peer: participant, txId, what: `no answer (${error})` });
     const { now } = this.#options;
     this.#batcher.enqueue(() => ({ kind: 'send-failed', now: now(), txId, participant, error }));
   }
@@ -450,11 +450,11 @@ export class CoordinatorService {
         failure = `${participant} answered for another transaction or participant`;
       } else if (reply.kind === 'vote' && sent.kind === 'prepare') {
         const { vote } = reply;
-        this.#trace({ step: 'receive', peer: participant, txId, what: `vote ${vote}` });
+        this.#trace?.({ step: 'receive', peer: participant, txId, what: `vote ${vote}` });
         if (vote === 'yes') return { kind: 'vote-received', now, txId, participant, vote };
         return { kind: 'vote-received', now, txId, participant, vote, reason: reply.reason };
       } else if (reply.kind === 'ack' && sent.kind === 'decision') {
-        this.#trace({ step: 'receive', peer: participant, txId, what: `ack ${reply.decision}` });
+        this.#trace?.({ step: 'receive', peer: participant, txId, what: `ack ${reply.decision}` });
         return { kind: 'ack-received', now, txId, participant, decision: reply.decision };
       } else {
         failure = `${participant} answered ${sent.kind} with ${reply.kind}`;

@@ -78,7 +78,7 @@ export class ParticipantService {
   readonly #batcher = new InputBatcher<ParticipantInput>((inputs) => this.#flush(inputs));
   readonly #pending = new PendingRequests<Msg>();
   readonly #timer: DeadlineTimer;
-  readonly #trace: Tracer;
+  readonly #trace: Tracer | undefined;
   /** The newest coordinator term seen; durable in the `fence` table. */
   #epoch: number;
   /** Decisions waiting to be applied with the next PREPARE; see decisionHoldMs. */
@@ -177,10 +177,15 @@ export class ParticipantService {
       return;
     }
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
-    this.#trace({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
+    this.#trace?.({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
     if (!this.#admitEpoch(message.epoch)) {
       const text = `term ${message.epoch} is over; term ${this.#epoch} is current`;
-      this.#trace({ step: 'reply', peer: 'coordinator', txId: message.txId, what: 'stale epoch' });
+      this.#trace?.({
+        step: 'reply',
+        peer: 'coordinator',
+        txId: message.txId,
+        what: 'stale epoch',
+      });
       msg.respond(encodeMessage(errorReply('stale-epoch', text)));
       return;
     }
@@ -229,10 +234,10 @@ export class ParticipantService {
         const { reply } = effect;
         if (reply.kind !== 'error') {
           const what = reply.kind === 'vote' ? `vote ${reply.vote}` : `ack ${reply.decision}`;
-          this.#trace({ step: 'reply', peer: 'coordinator', txId: reply.txId, what });
+          this.#trace?.({ step: 'reply', peer: 'coordinator', txId: reply.txId, what });
         }
       } else if (effect.kind === 'query-status') {
-        this.#trace({ step: 'send', peer: 'coordinator', txId: effect.txId, what: 'status?' });
+        this.#trace?.({ step: 'send', peer: 'coordinator', txId: effect.txId, what: 'status?' });
         this.#queryStatus(effect.txId);
       }
     }
@@ -275,7 +280,7 @@ export class ParticipantService {
         result.kind === 'prepared-locally'
           ? `${result.vote} durable`
           : `${result.decision} applied`;
-      this.#trace({ step: 'local', txId: result.txId, what });
+      this.#trace?.({ step: 'local', txId: result.txId, what });
       if (result.kind === 'prepared-locally' && result.vote === 'yes') {
         crashPoint('participant-after-vote');
       } else if (result.kind === 'decision-applied') {
@@ -401,7 +406,7 @@ export class ParticipantService {
           return;
         }
         const { state } = status;
-        this.#trace({ step: 'receive', peer: 'coordinator', txId, what: `status ${state}` });
+        this.#trace?.({ step: 'receive', peer: 'coordinator', txId, what: `status ${state}` });
         this.#batcher.enqueue(() => ({ kind: 'status-received', now: now(), txId, state }));
       },
       (error: unknown) => {

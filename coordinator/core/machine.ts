@@ -552,20 +552,15 @@ function phaseOf(tx: Transaction): TransactionView['phase'] {
   return tx.decided.decision === 'commit' ? 'committing' : 'aborting';
 }
 
+/** One message object for all its participants, so the shell encodes it once. */
 function prepares(tx: Transaction, to: readonly ParticipantName[]): CoordinatorEffect[] {
-  return to.map((participant) => ({
-    kind: 'send',
-    participant,
-    message: { v: 1, kind: 'prepare', txId: tx.txId, payment: tx.payment },
-  }));
+  const message = { v: 1, kind: 'prepare', txId: tx.txId, payment: tx.payment } as const;
+  return to.map((participant) => ({ kind: 'send', participant, message }));
 }
 
 function decisions(tx: Transaction, decision: Decision): CoordinatorEffect[] {
-  return [...tx.awaitingAck].map((participant) => ({
-    kind: 'send',
-    participant,
-    message: { v: 1, kind: 'decision', txId: tx.txId, decision },
-  }));
+  const message = { v: 1, kind: 'decision', txId: tx.txId, decision } as const;
+  return [...tx.awaitingAck].map((participant) => ({ kind: 'send', participant, message }));
 }
 
 function outcomeReply(
