@@ -35,6 +35,7 @@ import {
   type SentMessage,
 } from './adapters/participant-channel.ts';
 import { purgeChunkMax, type SqliteJournal } from './adapters/sqlite-journal.ts';
+import { decisionHoldMs } from './core/decision-hold.ts';
 import { CoordinatorMachine, RecoveryRejectedError } from './core/machine.ts';
 import type {
   CoordinatorConfig,
@@ -70,16 +71,6 @@ export interface CoordinatorServiceOptions {
 const unforcedRecordsWaitMs = 50;
 /** Unforced records held at most; with more, they are written at once. */
 const unforcedRecordsMax = 10_000;
-/**
- * A batch that sends decisions and no PREPARE holds the decisions back this long at most, so that
- * they reach each participant together with the next PREPARE: one wake-up of the participant, its
- * nats-server delivery and its SQLite transaction for both, and no participant woken while the
- * client's reply is on its way. The decision is durable already, and its acknowledgement is off
- * the client's critical path; a participant holds a decision that arrives alone for the same
- * reason (participants/service.ts). At one client this takes about 1.3 of a participant's five
- * wake-ups per payment (docs/performance.md, fifth round).
- */
-const decisionHoldMs = 2;
 
 /** A PREPARE or decision to send, encoded. */
 interface Send {

@@ -4,9 +4,11 @@
  * crash semantics. It mirrors `coordinator/service.ts`: lookups by key or id come from the journal
  * when the input is handled; PREPARE and decision requests carry a timeout and turn into
  * `send-failed` when it passes or when NATS answers "no responders"; a participant's reply is
- * checked as `#answerInput` checks it. Recovery is the real one: `record-recovered` for every
- * record of every unfinished transaction, in order, then `recovery-finished`. With a key
- * retention, the real purge timer runs at the interval the real shell computes, from each start.
+ * checked as `#answerInput` checks it. A batch that sends no PREPARE holds its decisions back as
+ * the real `#execute` does, for the next batch with PREPAREs or `decisionHoldMs`. Recovery is the
+ * real one: `record-recovered` for every record of every unfinished transaction, in order, then
+ * `recovery-finished`. With a key retention, the real purge timer runs at the interval the real
+ * shell computes, from each start.
  *
  * Leadership is `coordinator/leadership.ts`'s: every term begins with a new epoch in the journal;
  * with a lease (two coordinators), a process waits as a standby until it takes the lease. The term
@@ -18,6 +20,7 @@ import type {
   ParticipantName,
   ParticipantReply,
 } from '../../common/protocol.ts';
+import { decisionHoldMs } from '../../coordinator/core/decision-hold.ts';
 import { keyPurgeIntervalMs } from '../../coordinator/core/key-retention.ts';
 import { CoordinatorMachine } from '../../coordinator/core/machine.ts';
 import type {
@@ -89,6 +92,12 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     { readonly participant: ParticipantName; readonly message: ParticipantMessage }
   >();
   #write: { records: JournalRecord[]; durableCount: number } | undefined;
+  /** The batch being carried out sends PREPAREs: its decisions, and those held, go with them. */
+  #batchSendsPrepare = false;
+  /** Decisions held back for the next batch with PREPAREs, or until `decisionHoldMs` passes. */
+  #held: { readonly participant: ParticipantName; readonly message: ParticipantMessage }[] = [];
+  /** When the hold of `#held` ends; a timer for an earlier hold is stale, as if cleared. */
+  #heldDueAt = Number.NaN;
 
   constructor(
     name: CoordinatorName,
@@ -328,12 +337,54 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     return [];
   }
 
+  protected onAgenda(effects: readonly CoordinatorEffect[]): void {
+    this.#batchSendsPrepare = effects.some(
+      (effect) => effect.kind === 'send' && effect.message.kind === 'prepare',
+    );
+  }
+
   protected perform(effect: CoordinatorEffect): void {
     if (effect.kind === 'send') {
-      this.#sendToParticipant(effect.participant, effect.message);
+      this.#send(effect.participant, effect.message);
     } else if (effect.kind === 'reply') {
       this.#reply(effect.requestRef, effect.reply);
     }
+  }
+
+  /**
+   * The real `#execute`: a batch that sends PREPAREs sends every held decision first, then its
+   * own messages; a batch that sends none holds its decisions back (the hold's timer starts with
+   * the first), so that they reach the participants with the next PREPAREs. The mutation that
+   * sends decisions before they are forced holds nothing back, as the real one does.
+   */
+  #send(participant: ParticipantName, message: ParticipantMessage): void {
+    if (this.#batchSendsPrepare || this.ctx.mutations.has('send-decision-before-forcing')) {
+      this.#sendHeld();
+      this.#sendToParticipant(participant, message);
+      return;
+    }
+    if (this.#held.length === 0) {
+      const due = this.ctx.now + decisionHoldMs;
+      this.#heldDueAt = due;
+      const { name, incarnation } = this;
+      this.ctx.schedule(due, { kind: 'held-due', node: name, incarnation, due });
+    }
+    this.#held.push({ participant, message });
+    this.ctx.count('decisions-held-to-send');
+  }
+
+  #sendHeld(): void {
+    const held = this.#held;
+    this.#held = [];
+    this.#heldDueAt = Number.NaN;
+    for (const { participant, message } of held) this.#sendToParticipant(participant, message);
+  }
+
+  /** The hold timer of the real shell: the held decisions are sent on their own. */
+  onHeldDue(due: number): void {
+    if (!this.active || due !== this.#heldDueAt) return;
+    this.ctx.trace(this.name, 'send held', this.#held.length);
+    this.#sendHeld();
   }
 
   /**
@@ -373,6 +424,10 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#requests.clear();
     this.#outstanding.clear();
     this.#write = undefined;
+    // The real shell's stop() clears them: a later term sends its own.
+    this.#held = [];
+    this.#heldDueAt = Number.NaN;
+    this.#batchSendsPrepare = false;
     if (!ownsTail) return;
     const lost = this.journal.crash(this.ctx.rng);
     for (let index = 0; index < lost; index += 1) this.ctx.count('journal-records-lost');

@@ -193,6 +193,9 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     return true;
   }
 
+  /** Whether a batch holds its decisions back depends on its writes alone (`holdWrite`). */
+  protected onAgenda(): void {}
+
   /** The hold timer of the real shell: the held decisions are written on their own. */
   onHeldDue(due: number): void {
     if (!this.up || this.#held.length === 0 || due !== this.#heldDueAt) return;

@@ -164,8 +164,15 @@ export abstract class SimProcess<Input, Effect> {
   #run(effects: readonly Effect[]): void {
     this.#agenda = effects;
     this.#index = 0;
+    this.onAgenda(effects);
     this.#continue();
   }
+
+  /** A batch's effects (or a batch's follow-ups') are about to be carried out. */
+  protected abstract onAgenda(effects: readonly Effect[]): void;
+
+  /** The shell's hold timer (`held-due`): what it held back is due. Only between batches. */
+  abstract onHeldDue(due: number): void;
 
   /** Carries out the agenda in order, stopping at a write that needs an fsync. */
   #continue(): void {
@@ -178,6 +185,7 @@ export abstract class SimProcess<Input, Effect> {
         if (effects === undefined) return;
         this.#agenda = effects;
         this.#index = 0;
+        this.onAgenda(effects);
         continue;
       }
       const effect = this.#agenda[this.#index] as Effect;

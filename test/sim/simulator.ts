@@ -327,7 +327,7 @@ class World implements ProcessContext, CheckedWorld {
     if (event.kind === 'flush') process.onFlush();
     else if (event.kind === 'write-done') process.onWriteDone();
     else if (event.kind === 'purge') process.onPurge();
-    else if (event.kind === 'held-due') this.#participant(event.node).onHeldDue(event.due);
+    else if (event.kind === 'held-due') process.onHeldDue(event.due);
     else if (event.kind === 'lease') this.#coordinator(event.node).onLease(event.renewing);
     else process.onTimer(event.due);
   }

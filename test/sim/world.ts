@@ -66,10 +66,10 @@ export type SimEvent =
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
-  /** A participant's held decisions are due (`decisionHoldMs`). */
+  /** A shell's held decisions are due (the coordinator's or a participant's `decisionHoldMs`). */
   | {
       readonly kind: 'held-due';
-      readonly node: ParticipantName;
+      readonly node: ProcessName;
       readonly incarnation: number;
       readonly due: number;
     }
@@ -133,6 +133,8 @@ export const faultKinds = [
   'message-through-wire',
   /** Nor this: a participant held a batch's decisions back for the next PREPARE's write. */
   'decisions-held',
+  /** Nor this: the coordinator held a batch's decisions back to send with the next PREPAREs. */
+  'decisions-held-to-send',
   'pause',
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
