@@ -68,6 +68,8 @@ export interface GcCounters {
 }
 
 const gcRecentMax = 4_096;
+/** Collections between two drains of the GC profiler's records. */
+const gcProfilerDrainEvery = 256;
 const gcRecentMinMs = 1;
 
 /** This process's garbage-collection pauses, once `watchGc()` has started counting them. */
@@ -98,6 +100,9 @@ export function watchGc(): void {
     for (const entry of list.getEntries()) {
       gcCounters.count += 1;
       gcCounters.ms += entry.duration;
+      // The GC profiler keeps a record of every collection until drained: bound it, even when
+      // nobody asks for the counts.
+      if (gcCounters.count % gcProfilerDrainEvery === 0) heapAllocatedBytes();
       if (entry.duration < gcRecentMinMs) continue;
       const { detail } = entry as { detail?: { kind?: number } };
       const kind = gcKind(detail?.kind);
