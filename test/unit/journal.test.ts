@@ -17,7 +17,7 @@ import { setPragmas, type SqliteDatabase } from '../../common/sqlite.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import { paymentFor } from '../../participants/seed.ts';
-import { holdWriteLock } from './write-lock-holder.ts';
+import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 const clientId = 'journal-test';
 const payment = paymentFor('order-1001');

@@ -17,7 +17,7 @@ import {
   openDatabase,
   type DatabaseName,
 } from '../../common/sqlite.ts';
-import { holdWriteLock } from './write-lock-holder.ts';
+import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 /** `synchronous` as SQLite reports it: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
 const synchronousFull = 2;
