@@ -56,6 +56,20 @@ export class FencedError extends Error {
   }
 }
 
+/**
+ * The journal's write lock stayed with another process past the busy timeout (a coordinator paused
+ * in the middle of its write, an operator's tool): this write did not happen. Not a fault of the
+ * journal: the term that tried it ends, and the process leads again once the lock is free.
+ */
+export class JournalBusyError extends Error {
+  override readonly name = 'JournalBusyError';
+  readonly file: string;
+  constructor(file: string, cause: unknown) {
+    super(`journal ${file} stayed locked by another process past the busy timeout`, { cause });
+    this.file = file;
+  }
+}
+
 /** The database was written by a newer version of this code, or its migrations are damaged. */
 export class MigrationError extends Error {
   override readonly name = 'MigrationError';

@@ -2,14 +2,17 @@
  * Active and standby. A coordinator process waits as a standby until it holds the lease, then
  * starts a term: a new epoch, forced to the journal, a fresh machine recovered from the journal
  * (the crash-recovery rules finish whatever the previous leader started), and subscriptions to the
- * client subjects. The term ends when the lease cannot be renewed or the journal shows a newer
- * term; the process then forgets its memory and waits as a standby again.
+ * client subjects. The term ends when the lease cannot be renewed, the journal shows a newer
+ * term, or a write of the term (its start included) finds the journal's write lock held by
+ * another process past the busy timeout; the process then forgets its memory and waits as a
+ * standby again. After a busy journal it gives the lease back first, so that whichever process
+ * takes it next leads as soon as the lock is free rather than after the lease's TTL.
  *
  * Without a lease (a single coordinator) the process leads from the start, and a newer term in the
  * journal means another coordinator was started on the same file by mistake: it stops.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FencedError } from '../common/errors.ts';
+import { FencedError, JournalBusyError } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import type { SqliteJournal } from './adapters/sqlite-journal.ts';
 import type { CoordinatorService } from './service.ts';
@@ -42,7 +45,7 @@ export interface LeadershipOptions {
   readonly renewMs: number;
   readonly createService: (
     epoch: number,
-    onFenced: (error: FencedError) => void,
+    onTermOver: (error: FencedError | JournalBusyError) => void,
   ) => CoordinatorService;
   /** Told of every change of role; the first call is the moment the process is ready. */
   readonly onRole: (role: Role, epoch: number | undefined) => void;
@@ -99,13 +102,28 @@ export class Leadership {
 
   async #term(): Promise<void> {
     const { journal, instance, log, now, lease } = this.#options;
-    const epoch = journal.beginTerm(instance, now());
+    let epoch: number;
+    try {
+      epoch = journal.beginTerm(instance, now());
+    } catch (error) {
+      if (!(error instanceof JournalBusyError)) throw error;
+      log.warn('term-not-started', { reason: error.message });
+      await this.#afterBusyJournal();
+      return;
+    }
     log.info('term-started', { epoch, instance });
+    /** An object, so that the compiler does not take `busy` for false after the callback. */
+    const outcome = { busy: false };
     const ended = new Promise<string>((resolve) => {
       this.#endTerm = () => resolve('stopped');
       this.#service = this.#options.createService(epoch, (error) => {
-        if (!lease) this.#options.onFencedWithoutLease(error);
-        resolve(`fenced: ${error.message}`);
+        if (error instanceof FencedError) {
+          if (!lease) this.#options.onFencedWithoutLease(error);
+          resolve(`fenced: ${error.message}`);
+          return;
+        }
+        outcome.busy = true;
+        resolve(`journal busy: ${error.message}`);
       });
     });
     this.#service?.start();
@@ -114,6 +132,17 @@ export class Leadership {
     this.#service?.stop();
     this.#service = undefined;
     log.warn('term-ended', { epoch, reason });
+    if (outcome.busy) await this.#afterBusyJournal();
+  }
+
+  /**
+   * The journal's write lock stayed with another process past the busy timeout: give the lease
+   * back (whoever takes it next must then wait for the lock too, but not for the lease's TTL) and
+   * wait a standby's poll before trying again.
+   */
+  async #afterBusyJournal(): Promise<void> {
+    await this.#options.lease?.release();
+    await sleep(this.#options.standbyPollMs);
   }
 
   /** Renews the lease until the term ends; resolves with a reason if the lease is lost. */

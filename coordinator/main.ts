@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     log,
     now,
     ...leaseTimings(leaseTtlMs),
-    createService: (epoch, onFenced) =>
+    createService: (epoch, onTermOver) =>
       new CoordinatorService({
         nats,
         journal,
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
         newTransactionId: () => newId(),
         epoch,
         instance,
-        onFenced,
+        onTermOver,
       }),
     onRole: (role, epoch) => {
       log.info('role', { role, epoch });

@@ -13,7 +13,12 @@
  */
 import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
-import { FencedError, JournalCorruptError, ValidationError } from '../common/errors.ts';
+import {
+  FencedError,
+  JournalBusyError,
+  JournalCorruptError,
+  ValidationError,
+} from '../common/errors.ts';
 import { errorText, type Logger } from '../common/log.ts';
 import { serveStats } from '../common/stats.ts';
 import { createTracer } from '../common/trace.ts';
@@ -60,8 +65,12 @@ export interface CoordinatorServiceOptions {
   readonly epoch: number;
   /** Names this coordinator process for operators (the `leader` subject). */
   readonly instance: string;
-  /** Called once when the journal shows that a newer term has begun: this term must end. */
-  readonly onFenced: (error: FencedError) => void;
+  /**
+   * Called once when the journal refuses this term's write: a newer term has begun
+   * (FencedError), or another process kept the write lock past the busy timeout
+   * (JournalBusyError). Either way the write did not happen, and this term must end.
+   */
+  readonly onTermOver: (error: FencedError | JournalBusyError) => void;
 }
 
 /**
@@ -92,14 +101,15 @@ export class CoordinatorService {
   #purgeNext: NodeJS.Immediate | undefined;
   readonly #trace = createTracer('coordinator');
   readonly #subscriptions: Subscription[] = [];
-  #fenced = false;
+  /** The journal refused this term's write (`#endTerm`): nothing more is written or sent. */
+  #termOver = false;
   /** Unforced records not written yet, for the next forced write or unforcedRecordsWaitMs. */
   readonly #unforced = new HeldBack<JournalRecord>(unforcedRecordsWaitMs, () => {
-    if (!this.#fenced) this.#writeJournal([]);
+    if (!this.#termOver) this.#writeJournal([]);
   });
   /** Decisions not sent yet, for the next batch with PREPAREs or decisionHoldMs. */
   readonly #decisions = new HeldBack<Send>(decisionHoldMs, () => {
-    if (!this.#fenced) this.#sendAll(this.#decisions.take());
+    if (!this.#termOver) this.#sendAll(this.#decisions.take());
   });
 
   constructor(options: CoordinatorServiceOptions) {
@@ -160,27 +170,34 @@ export class CoordinatorService {
     // Held decisions are not sent: the next term re-sends every decision not acknowledged.
     this.#decisions.clear();
     // Write the held unforced records; losing them would only mean re-sending decisions later.
-    if (!this.#fenced) this.#writeJournal([]);
+    if (!this.#termOver) this.#writeJournal([]);
   }
 
-  /** Runs a journal operation; false (and the term ended) if a newer term has begun. */
+  /**
+   * Runs a journal operation; false (and the term ended) if the journal refused it: a newer term
+   * has begun, or the write lock stayed with another process past the busy timeout.
+   */
   #termHolds(operation: () => void): boolean {
     try {
       operation();
       return true;
     } catch (error) {
-      if (!(error instanceof FencedError)) throw error;
+      if (!(error instanceof FencedError) && !(error instanceof JournalBusyError)) throw error;
       this.#endTerm(error);
       return false;
     }
   }
 
-  /** A newer term exists: stop at once, before anything else leaves this process. */
-  #endTerm(error: FencedError): void {
-    if (this.#fenced) return;
-    this.#fenced = true;
+  /**
+   * Stops at once, before anything else leaves this process: what the batch that could not be
+   * written would have sent depends on that write. Memory goes with the term; the journal keeps
+   * the rest, and the next term (here or in the other process) recovers from it.
+   */
+  #endTerm(error: FencedError | JournalBusyError): void {
+    if (this.#termOver) return;
+    this.#termOver = true;
     this.stop();
-    this.#options.onFenced(error);
+    this.#options.onTermOver(error);
   }
 
   /**
@@ -189,8 +206,16 @@ export class CoordinatorService {
    */
   #purge(): void {
     this.#purgeNext = undefined;
-    if (this.#fenced) return;
-    const purged = this.#options.journal.purge(this.#options.now());
+    if (this.#termOver) return;
+    let purged: number;
+    try {
+      purged = this.#options.journal.purge(this.#options.now());
+    } catch (error) {
+      // Housekeeping: with the lock held elsewhere, the next interval purges instead.
+      if (!(error instanceof JournalBusyError)) throw error;
+      this.#options.log.warn('purge-deferred', { reason: error.message });
+      return;
+    }
     if (purged > 0) this.#options.log.info('keys-purged', { purged });
     if (purged >= purgeChunkMax) {
       this.#purgeNext ??= setImmediate(() => this.#purge());

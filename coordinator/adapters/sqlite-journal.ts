@@ -7,7 +7,12 @@
  * an index that disagrees with the log makes the coordinator refuse to start, naming the file and
  * the record, rather than silently forget a decision.
  */
-import { FencedError, JournalCorruptError, ValidationError } from '../../common/errors.ts';
+import {
+  FencedError,
+  JournalBusyError,
+  JournalCorruptError,
+  ValidationError,
+} from '../../common/errors.ts';
 import {
   participantNames,
   readOutcomeDetails,
@@ -138,7 +143,7 @@ export class SqliteJournal {
    * Any other coordinator's later writes are refused from here on.
    */
   beginTerm(holder: string, now: number): number {
-    const epoch = this.#statements.newTerm.get(holder, now) as number;
+    const epoch = this.#whenFree(() => this.#statements.newTerm.get(holder, now) as number);
     workCounters.sqliteCommits += 1;
     this.#epoch = epoch;
     return epoch;
@@ -177,8 +182,23 @@ export class SqliteJournal {
   append(records: readonly JournalRecord[], now: number): void {
     if (records.length === 0) return;
     const startedAt = performance.now();
-    this.#appendInTransaction.immediate(records, now);
+    this.#whenFree(() => this.#appendInTransaction.immediate(records, now));
     countCommit(startedAt);
+  }
+
+  /**
+   * Runs a write, which waits for the write lock up to the busy timeout; JournalBusyError if
+   * another process kept it longer. Nothing was written then: the write never began.
+   */
+  #whenFree<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (error) {
+      if (error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY')) {
+        throw new JournalBusyError(this.file, error);
+      }
+      throw error;
+    }
   }
 
   #write(record: JournalRecord, now: number): void {
@@ -247,16 +267,18 @@ export class SqliteJournal {
     // IMMEDIATE: the write lock first, waiting for it (busy_timeout) if the other coordinator
     // writes. A deferred transaction would read, then find its snapshot stale when it came to
     // delete after the other's commit, and SQLite answers that with SQLITE_BUSY at once.
-    const purged = this.#db
-      .transaction(() => {
-        const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
-        for (const { tx_id: txId } of rows) {
-          s.purgeRecords.run(txId);
-          s.purgePayment.run(txId);
-        }
-        return rows.length;
-      })
-      .immediate();
+    const purged = this.#whenFree(() =>
+      this.#db
+        .transaction(() => {
+          const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
+          for (const { tx_id: txId } of rows) {
+            s.purgeRecords.run(txId);
+            s.purgePayment.run(txId);
+          }
+          return rows.length;
+        })
+        .immediate(),
+    );
     // A transaction that changed nothing syncs nothing; count only those that wrote.
     if (purged > 0) workCounters.sqliteCommits += 1;
     return purged;

@@ -14,6 +14,7 @@ import type { ServiceProcess } from '../../ops/service-process.ts';
 import { addStock, makeBulkOrders, paymentFor, seedDemoData } from '../../participants/seed.ts';
 import { startTestStack, type TestStack } from '../helpers/harness.ts';
 import { until } from '../helpers/wait.ts';
+import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 interface Leader {
   readonly instance: string;
@@ -133,6 +134,49 @@ test('a message from an ended term is refused by participants', async (t) => {
     const reply = await ts.client.requestRaw(`continuum.participant.${name}`, bytes);
     t.like(JSON.parse(new TextDecoder().decode(reply)), { kind: 'error', code: 'stale-epoch' });
   }
+  await ts.assertConsistent(t);
+});
+
+// Another process (here a test's, in production a coordinator paused in the middle of its write)
+// keeps the journal's write lock past the 5 s busy timeout. The write that meets it fails; that
+// ends the term, the lease is given back, and the process leads again once the lock is free. No
+// process exits: before, both of these ended in exit code 1 and relied on a supervisor.
+test('a standby whose term start finds the journal locked past the busy timeout leads once it is free', async (t) => {
+  const ts = await haStack(t);
+  const [active, standby] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
+  const holder = holdWriteLock(ts.stack.dbFile('coordinator'), { locked: [] }, 8_000);
+  await holder.locked;
+  const lockedAt = Date.now();
+  // A clean stop gives the lease back: the standby takes it at once, and meets the lock.
+  await active.stop();
+  const notStarted = (): boolean => standby.logTail(50).includes('"event":"term-not-started"');
+  t.true(await until(notStarted, 10_000), 'the standby could not start its term, and said so');
+  const leads = async () => (await leader(ts).catch(() => undefined))?.instance === 'coordinator-2';
+  t.true(await until(leads, 15_000), 'the standby leads once the lock is free');
+  t.true(Date.now() - lockedAt >= 7_500, 'not before the other process let the lock go');
+  t.is(await holder.exited, 0);
+  t.true(standby.isRunning(), 'the standby never exited');
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'), { attemptTimeoutMs: 500 });
+  t.is(outcome.outcome, 'committed');
+  await ts.assertConsistent(t);
+});
+
+test('an active coordinator whose write finds the journal locked past the busy timeout ends its term, not its process', async (t) => {
+  const ts = await haStack(t);
+  const [active, standby] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
+  const holder = holdWriteLock(ts.stack.dbFile('coordinator'), { locked: [] }, 7_000);
+  await holder.locked;
+  const key = 'busy-journal-key-0000001';
+  const outcome = await ts.client.makePayment(paymentFor('order-1001'), {
+    idempotencyKey: key,
+    attemptTimeoutMs: 1_000,
+  });
+  t.is(outcome.outcome, 'committed', 'the client retried until a term could write');
+  const busyEnd = /"event":"term-ended".*"reason":"journal busy/;
+  t.true(busyEnd.test(active.logTail(100)), 'the active coordinator ended its term');
+  t.is(await holder.exited, 0);
+  t.true(active.isRunning() && standby.isRunning(), 'neither coordinator exited');
+  t.like(await ts.client.status(key), { txId: outcome.txId, state: 'committed' });
   await ts.assertConsistent(t);
 });
 

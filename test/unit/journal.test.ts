@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
-import { FencedError, JournalCorruptError } from '../../common/errors.ts';
+import { FencedError, JournalBusyError, JournalCorruptError } from '../../common/errors.ts';
 import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
 import { setPragmas, type SqliteDatabase } from '../../common/sqlite.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
@@ -423,3 +423,33 @@ test('a purge waits for another process that holds the write lock and commits me
   t.true(Date.now() - startedAt >= holdMs / 2, 'the purge waited for the other writer');
   t.is(await holder.exited, 0);
 });
+
+/**
+ * Past the busy timeout (5 s) a write gives up: a typed error the coordinator ends its term on,
+ * and nothing written. Every write of the journal: the term's start, an append, the purge.
+ * Serial (ava runs serial tests first, alone): the writes block this worker's event loop for 15 s,
+ * which would stall the other tests' own lock holders.
+ */
+test.serial(
+  'a write that another process keeps waiting past the busy timeout fails with JournalBusyError',
+  async (t) => {
+    const { file, journal } = openFixture(t);
+    journal.beginTerm('coordinator-1', createdAt);
+    journal.append([begin(txA, 'busy-wait-key-00001'), committed(txA), completed(txA)], createdAt);
+    const holder = holdWriteLock(file, { locked: [] }, 16_500);
+    await holder.locked;
+    const startedAt = Date.now();
+    t.throws(() => journal.append([begin(txB, 'busy-wait-key-00002')], createdAt), {
+      instanceOf: JournalBusyError,
+    });
+    t.true(Date.now() - startedAt >= 4_500, 'it waited for the busy timeout first');
+    t.throws(() => journal.beginTerm('coordinator-2', createdAt), { instanceOf: JournalBusyError });
+    t.throws(() => journal.purge(createdAt + retentionMs + 1_000), {
+      instanceOf: JournalBusyError,
+    });
+    t.is(await holder.exited, 0);
+    t.is(journal.findById(txB), undefined, 'the failed append wrote nothing');
+    t.is(journal.findById(txA)?.txId, txA, 'and the failed purge purged nothing');
+    t.is(journal.beginTerm('coordinator-2', createdAt), 2, 'nor did the failed term start count');
+  },
+);
