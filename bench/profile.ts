@@ -52,15 +52,29 @@ function areaOf(url: string, functionName: string): string {
   return match?.[1] ?? url;
 }
 
-function top(map: ReadonlyMap<string, number>, busyMs: number, count: number): ProfileEntry[] {
+/** The `count` largest entries of a map, each with its share of `total` in % (one decimal). */
+function largest(
+  map: ReadonlyMap<string, number>,
+  total: number,
+  count: number,
+): { name: string; value: number; percent: number }[] {
   return [...map.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
-    .map(([name, micros]) => ({
+    .map(([name, value]) => ({
       name,
-      selfMs: Math.round(micros / 1_000),
-      percent: Math.round((micros / 1_000 / busyMs) * 1_000) / 10,
+      value,
+      percent: Math.round((value / Math.max(1, total)) * 1_000) / 10,
     }));
+}
+
+/** The largest entries of a map of self time in µs, in ms. */
+function top(map: ReadonlyMap<string, number>, busyMicros: number, count: number): ProfileEntry[] {
+  return largest(map, busyMicros, count).map(({ name, value, percent }) => ({
+    name,
+    selfMs: Math.round(value / 1_000),
+    percent,
+  }));
 }
 
 export function summarizeProfile(file: string, processName: string): ProfileSummary {
@@ -82,13 +96,12 @@ export function summarizeProfile(file: string, processName: string): ProfileSumm
     const name = frameName(frame);
     byFunction.set(name, (byFunction.get(name) ?? 0) + micros);
   }
-  const busyMs = busyMicros / 1_000;
   return {
     process: processName,
     file,
-    busyMs: Math.round(busyMs),
-    byArea: top(byArea, busyMs, 15),
-    topFunctions: top(byFunction, busyMs, 25),
+    busyMs: Math.round(busyMicros / 1_000),
+    byArea: top(byArea, busyMicros, 15),
+    topFunctions: top(byFunction, busyMicros, 25),
   };
 }
 
@@ -167,19 +180,17 @@ function frameName(frame: ProfileNode['callFrame']): string {
   return `${frame.functionName || '(anonymous)'}${where}`;
 }
 
+/** The largest entries of a map of bytes. */
 function topBytes(
   map: ReadonlyMap<string, number>,
   total: number,
   count: number,
 ): AllocationEntry[] {
-  return [...map.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([name, bytes]) => ({
-      name,
-      bytes,
-      percent: Math.round((bytes / Math.max(1, total)) * 1_000) / 10,
-    }));
+  return largest(map, total, count).map(({ name, value, percent }) => ({
+    name,
+    bytes: value,
+    percent,
+  }));
 }
 
 export function summarizeHeapProfile(file: string, processName: string): AllocationSummary {
