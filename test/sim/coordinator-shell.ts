@@ -41,10 +41,10 @@ import type { CoordinatorName, NodeName, Packet, ProcessContext } from './world.
 export const leaseRequestTimeoutMs = 2_000;
 
 /**
- * The lease two coordinators contend for (JetStream KV in the real system), kept on the NATS
- * servers: always up, and out of reach only of a coordinator a partition cuts off from them
- * (`ProcessContext.reachesServers`). It says who may try to lead; what keeps two leaders apart
- * is the journal's epoch.
+ * The lease two coordinators contend for: in JetStream KV on the NATS servers, out of reach of a
+ * coordinator a partition or a server crash cuts off from them and of everyone while JetStream is
+ * down (`ProcessContext.reachesLease`); or in the journal's SQLite file, which both always reach.
+ * It says who may try to lead; what keeps two leaders apart is the journal's epoch.
  */
 export class SimLease {
   #holder: CoordinatorName | undefined;
@@ -68,6 +68,7 @@ export class SimLease {
 
 export interface LeaseOptions {
   readonly lease: SimLease;
+  readonly store: 'nats' | 'journal';
   readonly ttlMs: number;
   /** From the TTL, as the real coordinator computes them (`leaseTimings`). */
   readonly standbyPollMs: number;
@@ -189,18 +190,20 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * The lease timer of `coordinator/leadership.ts`: a standby tries to take the lease every tenth
    * of its TTL and, when it does, starts a term; a leader renews it every fifth and, once it is
    * lost, ends its term and waits as a standby. Either change restarts the process's memory.
-   * The lease lives on the NATS servers (JetStream KV): a request to them is answered a round
+   * With the lease on the NATS servers (JetStream KV), a request to them is answered a round
    * trip later, and the process goes on working meanwhile (a leader that wakes from a pause
-   * writes before it learns that its lease is gone, and its journal fences it). A process that a
-   * partition cuts off from the servers cannot take the lease, and its renewal fails when the
-   * request times out, so a leader cut off keeps working on its memory until then while the
-   * standby takes over.
+   * writes before it learns that its lease is gone, and its journal fences it). A process cut off
+   * from the servers cannot take the lease, and its renewal fails when the request times out, so
+   * a leader cut off keeps working on its memory until then while the standby takes over. With
+   * the lease in the journal's file, the answer is a local write's, and no network fault keeps
+   * a running process from it: a leader cut off from NATS keeps its lease.
    */
   onLease(renewing: 'answered' | 'failed' | undefined): void {
     const lease = this.#lease;
     if (!this.up || lease === undefined) return;
     const { now } = this.ctx;
-    const reachable = this.ctx.reachesServers(this.name);
+    const inJournal = lease.store === 'journal';
+    const reachable = inJournal || this.ctx.reachesLease(this.name);
     if (this.#machine === undefined) {
       if (!reachable) {
         this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
@@ -214,10 +217,11 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       this.ctx.trace(this.name, 'lease', 'taken');
       this.#leadOnStart = true;
     } else if (renewing === undefined) {
-      const { delayMsMin, delayMsMax } = this.ctx.params.network;
-      const answerAt = reachable
-        ? now + 2 * this.ctx.rng.int(delayMsMin, delayMsMax)
-        : now + leaseRequestTimeoutMs;
+      const { params, rng } = this.ctx;
+      const { delayMsMin, delayMsMax } = params.network;
+      let answerAt = now + leaseRequestTimeoutMs;
+      if (inJournal) answerAt = now + rng.int(0, params.fsyncMsMax);
+      else if (reachable) answerAt = now + 2 * rng.int(delayMsMin, delayMsMax);
       const answer = reachable ? 'answered' : 'failed';
       const { name, incarnation } = this;
       this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: answer });

@@ -15,7 +15,7 @@ import { SimNetwork } from './network.ts';
 import { throughWire, WireError } from './wire.ts';
 import { Random } from './random.ts';
 import { BarrierConstraintError, SimBarrier, SimLedger } from './storage.ts';
-import type { ViolationKind } from './world.ts';
+import type { FaultKind, NodeName, Packet, SimEvent, ViolationKind } from './world.ts';
 
 const payment = {
   payer: 'alice',
@@ -204,11 +204,13 @@ test('the lease goes to one holder, to another once it expires, and is not renew
   t.true(lease.tryAcquire('coordinator-2', 250, 100), 'the holder may take it again');
 });
 
-test('a partition cuts its nodes off from the servers (and the lease); a one-way cut does not', (t) => {
+function quietNetwork() {
+  const scheduled: { at: number; event: SimEvent }[] = [];
+  const counted: FaultKind[] = [];
   const world = {
     now: 0,
-    schedule: () => undefined,
-    count: () => undefined,
+    schedule: (at: number, event: SimEvent) => void scheduled.push({ at, event }),
+    count: (kind: FaultKind) => void counted.push(kind),
     trace: () => undefined,
   };
   const network = new SimNetwork(world, new Random(1), {
@@ -220,16 +222,68 @@ test('a partition cuts its nodes off from the servers (and the lease); a one-way
     delayedMsMax: 0,
     replayMsMax: 0,
   });
-  t.true(network.reachesServers('coordinator'));
+  return { world, network, scheduled, counted };
+}
+
+test('a partition cuts its nodes off from the servers (and the lease); a one-way cut does not', (t) => {
+  const { network } = quietNetwork();
+  t.true(network.reachesLease('coordinator'));
   const cut = network.cut('coordinator', 'bank');
-  t.true(network.reachesServers('coordinator'), 'a cut is between two nodes');
+  t.true(network.reachesLease('coordinator'), 'a cut is between two nodes');
   network.heal(cut);
   const partition = network.partition(['coordinator', 'vendor']);
-  t.false(network.reachesServers('coordinator'));
-  t.false(network.reachesServers('vendor'));
-  t.true(network.reachesServers('coordinator-2'), 'the other side keeps the servers');
+  t.false(network.reachesLease('coordinator'));
+  t.false(network.reachesLease('vendor'));
+  t.true(network.reachesLease('coordinator-2'), 'the other side keeps the servers');
+  t.true(network.connected('coordinator', 'vendor'), 'one side of a partition is connected');
   network.heal(partition);
-  t.true(network.reachesServers('coordinator'));
+  t.true(network.reachesLease('coordinator'));
+});
+
+test('a server crash cuts its nodes off from everyone and loses what was in flight', (t) => {
+  const { world, network, scheduled, counted } = quietNetwork();
+  const packet = (from: NodeName, to: NodeName): Packet => ({
+    type: 'reply',
+    requestId: scheduled.length + 1,
+    from,
+    to,
+    body: { kind: 'no-responders' },
+  });
+  world.now = 10;
+  network.send(packet('coordinator', 'bank'));
+  const inFlight = scheduled[0]?.event;
+  t.like(inFlight, { kind: 'deliver', sentAt: 10 });
+  world.now = 11;
+  const down = network.serverDown(['bank', 'vendor'], 500);
+  t.true(network.lostInCrash('coordinator', 'bank', 10), 'in flight to a crashed node: lost');
+  t.false(network.lostInCrash('coordinator', 'customer', 10), 'between other nodes: delivered');
+  t.false(network.lostInCrash('coordinator', 'bank', 12), 'sent after the crash: not in flight');
+  t.false(network.connected('bank', 'vendor'), 'not even the crashed nodes reach one another');
+  t.false(network.connected('coordinator', 'bank'));
+  t.true(network.connected('coordinator', 'customer'));
+  t.false(network.reachesLease('bank'));
+  t.true(network.reachesLease('coordinator'));
+  // Published while disconnected: held until the reconnect at 500, or lost with the buffer.
+  for (let index = 0; index < 40; index += 1) network.send(packet('vendor', 'coordinator'));
+  const buffered = scheduled.slice(1).map((entry) => entry.event);
+  const lost = counted.filter((kind) => kind === 'lost-in-server-crash').length;
+  t.is(buffered.length + lost, 40);
+  t.true(buffered.length > 0 && lost > 0, `${buffered.length} buffered, ${lost} lost`);
+  for (const event of buffered) t.like(event, { kind: 'deliver', sentAt: 500 });
+  t.true(scheduled.slice(1).every((entry) => entry.at > 500));
+  network.heal(down);
+  t.true(network.connected('bank', 'vendor'));
+  t.true(network.reachesLease('bank'));
+});
+
+test('while JetStream is down nobody reaches the lease, and messages still flow', (t) => {
+  const { network } = quietNetwork();
+  const down = network.leaseStoreDown();
+  t.false(network.reachesLease('coordinator'));
+  t.false(network.reachesLease('coordinator-2'));
+  t.true(network.connected('coordinator', 'bank'));
+  network.heal(down);
+  t.true(network.reachesLease('coordinator'));
 });
 
 test('the barrier derives its status as the real shell does and keeps one prepare row', (t) => {

@@ -128,6 +128,7 @@ class World implements ProcessContext, CheckedWorld {
     const { standby } = this.params;
     const lease = standby && {
       lease: new SimLease(),
+      store: standby.leaseStore,
       ttlMs: standby.leaseTtlMs,
       ...leaseTimings(standby.leaseTtlMs),
     };
@@ -212,8 +213,8 @@ class World implements ProcessContext, CheckedWorld {
     return id;
   }
 
-  reachesServers(node: ProcessName): boolean {
-    return this.#network.reachesServers(node);
+  reachesLease(node: ProcessName): boolean {
+    return this.#network.reachesLease(node);
   }
 
   /** Shaped as a ULID, which is what the decoders accept: `0TX` and 23 digits. */
@@ -256,7 +257,7 @@ class World implements ProcessContext, CheckedWorld {
   #dispatch(event: SimEvent): void {
     switch (event.kind) {
       case 'deliver':
-        this.#deliver(event.packet, event.routed);
+        this.#deliver(event.packet, event.sentAt, event.routed);
         return;
       case 'flush':
       case 'write-done':
@@ -354,10 +355,15 @@ class World implements ProcessContext, CheckedWorld {
     return this.#routeRng.pick(members).name;
   }
 
-  #deliver(packet: Packet, routed?: CoordinatorName): void {
+  #deliver(packet: Packet, sentAt: number | undefined, routed?: CoordinatorName): void {
     const { from } = packet;
     let { to } = packet;
     if (packet.type === 'request' && to === 'coordinator') to = routed ?? this.#route() ?? to;
+    if (sentAt !== undefined && this.#network.lostInCrash(from, to, sentAt)) {
+      this.count('lost-in-server-crash');
+      this.trace(to, 'lost in a server crash', packet);
+      return;
+    }
     if (!this.#network.connected(from, to)) {
       this.count('partition-drop');
       this.trace(to, 'cut off', packet);
@@ -423,6 +429,14 @@ class World implements ProcessContext, CheckedWorld {
       case 'one-way-cut':
         this.#cut();
         break;
+      case 'server-crash':
+        this.#serverCrash();
+        break;
+      case 'lease-store-down': {
+        const healAt = this.now + rng.int(1, faults.leaseStoreDownMsMax);
+        this.#link('lease-store-down', this.#network.leaseStoreDown(), 'JetStream', healAt);
+        break;
+      }
     }
     this.#scheduleFault();
   }
@@ -472,6 +486,20 @@ class World implements ProcessContext, CheckedWorld {
     this.#link('partition', this.#network.partition(isolated), isolated.join(', '));
   }
 
+  /** One server of the three dies: each node was connected to it with a chance of one in three. */
+  #serverCrash(): void {
+    const rng = this.#faultRng;
+    const clients = Array.from(
+      { length: this.params.workload.clients },
+      (_, index): NodeName => `client-${index}`,
+    );
+    const nodes: NodeName[] = [...this.#processes().map((process) => process.name), ...clients];
+    let crashed = nodes.filter(() => rng.chance(1 / 3));
+    if (crashed.length === 0) crashed = [rng.pick(nodes)];
+    const until = this.now + rng.int(1, this.params.faults.serverDownMsMax);
+    this.#link('server-crash', this.#network.serverDown(crashed, until), crashed.join(', '), until);
+  }
+
   #cut(): void {
     const rng = this.#faultRng;
     const clients = this.params.workload.clients;
@@ -485,10 +513,14 @@ class World implements ProcessContext, CheckedWorld {
     this.#link('one-way-cut', this.#network.cut(from, to), `${from} -> ${to}`);
   }
 
-  #link(kind: 'partition' | 'one-way-cut', link: number, what: string): void {
+  #link(
+    kind: 'partition' | 'one-way-cut' | 'server-crash' | 'lease-store-down',
+    link: number,
+    what: string,
+    healAt = this.now + this.#faultRng.int(1, this.params.faults.partitionMsMax),
+  ): void {
     this.count(kind);
     this.trace('network', kind, `link ${link}: ${what}`);
-    const healAt = this.now + this.#faultRng.int(1, this.params.faults.partitionMsMax);
     this.schedule(healAt, { kind: 'heal', link });
   }
 

@@ -22,7 +22,15 @@ export interface NetworkParameters {
 }
 
 export const injectedFaults = ['crash', 'crash-all', 'pause', 'partition', 'one-way-cut'] as const;
-export type InjectedFault = (typeof injectedFaults)[number];
+/**
+ * Faults of the NATS servers themselves, drawn after every other parameter so that a seed without
+ * them runs exactly as it did before they existed. `server-crash`: one server of the three dies,
+ * and the processes and clients connected to it lose what was in flight and reach nobody until
+ * they reconnect to another. `lease-store-down`: JetStream loses its quorum, so requests to the
+ * lease fail for everyone while core NATS still carries messages (only with the lease in NATS).
+ */
+export const serverFaults = ['server-crash', 'lease-store-down'] as const;
+export type InjectedFault = (typeof injectedFaults)[number] | (typeof serverFaults)[number];
 
 export interface FaultParameters {
   readonly kinds: readonly InjectedFault[];
@@ -32,6 +40,13 @@ export interface FaultParameters {
   readonly downMsMax: number;
   readonly pauseMsMax: number;
   readonly partitionMsMax: number;
+  /**
+   * How long the nodes of a crashed server stay disconnected: from a reconnect at once (the
+   * socket broke, 250 ms ± 100 ms in `common/nats.ts`) to the two missed pings of a server that
+   * hangs instead (`pingInterval` 2 s, `maxPingOut` 2).
+   */
+  readonly serverDownMsMax: number;
+  readonly leaseStoreDownMsMax: number;
   /** Crash right after a batch, and crash while a write is being made durable. */
   readonly crashAfterStepRate: number;
   readonly crashInWriteRate: number;
@@ -90,6 +105,11 @@ export interface StandbyParameters {
    * Often shorter than a pause, so a paused leader wakes up deposed and finds out by its fence.
    */
   readonly leaseTtlMs: number;
+  /**
+   * `--lease`: in JetStream KV on the NATS servers, or in the journal's own SQLite file, which a
+   * coordinator cut off from NATS still reaches (and renews).
+   */
+  readonly leaseStore: 'nats' | 'journal';
 }
 
 export interface KeyParameters {
@@ -132,7 +152,7 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
   const chaosMs = workload.startWindowMs + rng.int(0, 3_000);
   const decisionResendMsMin = rng.int(10, 200);
   const inDoubtQueryAfterMs = rng.int(20, 1_000);
-  return {
+  const drawn = {
     network,
     faults: drawFaults(rng),
     workload,
@@ -159,6 +179,31 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
     standby: rng.chance(0.5) ? { leaseTtlMs: rng.int(100, 2_000) } : undefined,
     wire: rng.chance(0.5),
   };
+  return withServerFaults(rng, drawn);
+}
+
+type DrawnFaults = Omit<FaultParameters, 'serverDownMsMax' | 'leaseStoreDownMsMax'>;
+
+/** Drawn last: see `serverFaults`. */
+function withServerFaults(
+  rng: Random,
+  drawn: Omit<SwarmParameters, 'standby' | 'faults'> & {
+    readonly standby: Omit<StandbyParameters, 'leaseStore'> | undefined;
+    readonly faults: DrawnFaults;
+  },
+): SwarmParameters {
+  const leaseStore: StandbyParameters['leaseStore'] = rng.chance(0.3) ? 'journal' : 'nats';
+  const standby = drawn.standby && { ...drawn.standby, leaseStore };
+  const added = serverFaults.filter(
+    (kind) => rng.chance(0.4) && (kind === 'server-crash' || standby?.leaseStore === 'nats'),
+  );
+  const faults = {
+    ...drawn.faults,
+    kinds: [...drawn.faults.kinds, ...added],
+    serverDownMsMax: rng.int(300, 6_000),
+    leaseStoreDownMsMax: rng.int(100, 5_000),
+  };
+  return { ...drawn, standby, faults };
 }
 
 function drawBarrier(rng: Random): BarrierParameters | undefined {
@@ -192,7 +237,7 @@ function drawNetwork(rng: Random): NetworkParameters {
   };
 }
 
-function drawFaults(rng: Random): FaultParameters {
+function drawFaults(rng: Random): DrawnFaults {
   // A total restart is rarer than the others: it would otherwise dominate the seeds that have it.
   const kinds = injectedFaults.filter((kind) => rng.chance(kind === 'crash-all' ? 0.2 : 0.5));
   return {

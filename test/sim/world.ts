@@ -61,8 +61,17 @@ export type Packet =
  * since is recognised and ignored, as a real kill would have cancelled it.
  */
 export type SimEvent =
-  /** `routed`: a request NATS already handed to that coordinator (it was paused meanwhile). */
-  | { readonly kind: 'deliver'; readonly packet: Packet; readonly routed?: CoordinatorName }
+  /**
+   * `sentAt`: when the network took the message (a server crash after it loses it); absent once a
+   * paused process has it. `routed`: a request NATS already handed to that coordinator (it was
+   * paused meanwhile).
+   */
+  | {
+      readonly kind: 'deliver';
+      readonly packet: Packet;
+      readonly sentAt?: number;
+      readonly routed?: CoordinatorName;
+    }
   | { readonly kind: 'flush'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'write-done'; readonly node: ProcessName; readonly incarnation: number }
   | { readonly kind: 'purge'; readonly node: ProcessName; readonly incarnation: number }
@@ -105,6 +114,10 @@ export const faultKinds = [
   'partition-drop',
   'partition',
   'one-way-cut',
+  'server-crash',
+  /** A message in flight through a crashed server, or published into a lost reconnect buffer. */
+  'lost-in-server-crash',
+  'lease-store-down',
   'crash',
   'crash-all',
   'crash-mid-write',
@@ -181,8 +194,8 @@ export interface ProcessContext {
   fail(kind: ViolationKind, message: string): void;
   crash(node: ProcessName, why: FaultKind): void;
   nextRequestId(): number;
-  /** Whether the node reaches the NATS servers, where the lease is kept (no partition cuts it off). */
-  reachesServers(node: ProcessName): boolean;
+  /** Whether the node's requests to the lease in JetStream KV are answered (network.ts). */
+  reachesLease(node: ProcessName): boolean;
   nextTxId(): string;
   /** When `nextTxId` made this id: the time a real transaction id (a ULID) carries. */
   txCreatedAt(txId: string): number;
