@@ -50,9 +50,13 @@ export class SimLease {
   #holder: CoordinatorName | undefined;
   #expiresAt = 0;
 
-  /** Takes the lease if nobody holds it or it expired; true when the caller holds it now. */
+  /**
+   * Takes the lease if it is free or expired; true when the caller holds it now. Not while its
+   * own earlier value stands either: KV's `create` and the journal's `expires_at <= now` refuse
+   * that too, so a coordinator that restarted, or lost its term, waits for the TTL like anyone.
+   */
   tryAcquire(who: CoordinatorName, now: number, ttlMs: number): boolean {
-    if (this.#holder !== undefined && this.#holder !== who && this.#expiresAt > now) return false;
+    if (this.#holder !== undefined && this.#expiresAt > now) return false;
     this.#holder = who;
     this.#expiresAt = now + ttlMs;
     return true;
@@ -194,9 +198,12 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * trip later, and the process goes on working meanwhile (a leader that wakes from a pause
    * writes before it learns that its lease is gone, and its journal fences it). A process cut off
    * from the servers cannot take the lease, and its renewal fails when the request times out, so
-   * a leader cut off keeps working on its memory until then while the standby takes over. With
-   * the lease in the journal's file, the answer is a local write's, and no network fault keeps
-   * a running process from it: a leader cut off from NATS keeps its lease.
+   * a leader cut off keeps working on its memory until then while the standby takes over. A
+   * request the servers applied can lose its answer as any message can (the seed's loss rate):
+   * the lease is then taken or renewed, and the coordinator does not know it, waits out the
+   * request's timeout and, as a standby, finds its own value in the way until the TTL runs out.
+   * With the lease in the journal's file, the answer is a local write's, and no network fault
+   * keeps a running process from it: a leader cut off from NATS keeps its lease.
    */
   onLease(renewing: 'answered' | 'failed' | undefined): void {
     const lease = this.#lease;
@@ -209,7 +216,12 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
         this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
         return;
       }
-      if (!lease.lease.tryAcquire(this.name, now, lease.ttlMs)) {
+      const taken = lease.lease.tryAcquire(this.name, now, lease.ttlMs);
+      if (this.#answerLost(inJournal)) {
+        this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
+        return;
+      }
+      if (!taken) {
         this.#scheduleLease(lease.standbyPollMs);
         return;
       }
@@ -220,9 +232,15 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       const { params, rng } = this.ctx;
       const { delayMsMin, delayMsMax } = params.network;
       let answerAt = now + leaseRequestTimeoutMs;
-      if (inJournal) answerAt = now + rng.int(0, params.fsyncMsMax);
-      else if (reachable) answerAt = now + 2 * rng.int(delayMsMin, delayMsMax);
-      const answer = reachable ? 'answered' : 'failed';
+      let answer: 'answered' | 'failed' = 'failed';
+      if (reachable && this.#answerLost(inJournal)) {
+        lease.lease.renew(this.name, now, lease.ttlMs);
+      } else if (reachable) {
+        answer = 'answered';
+        answerAt = inJournal
+          ? now + rng.int(0, params.fsyncMsMax)
+          : now + 2 * rng.int(delayMsMin, delayMsMax);
+      }
       const { name, incarnation } = this;
       this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: answer });
       return;
@@ -244,6 +262,19 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   #restartMemory(): void {
     this.crash();
     this.start();
+  }
+
+  /**
+   * Whether the answer to a lease request the servers applied is lost: never in the journal, and
+   * only while the network loses messages (until the chaos ends).
+   */
+  #answerLost(inJournal: boolean): boolean {
+    const { lossRate } = this.ctx.params.network;
+    if (inJournal || !this.ctx.chaos || lossRate === 0) return false;
+    if (!this.ctx.rng.chance(lossRate)) return false;
+    this.ctx.count('lease-answer-lost');
+    this.ctx.trace(this.name, 'lease', 'applied, its answer lost');
+    return true;
   }
 
   #scheduleLease(afterMs: number): void {
@@ -392,10 +423,6 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   }
 
   /**
-   * A newer term began: the write is refused and nothing after it leaves. The real service stops
-   * at once and waits as a standby (without a lease it exits, but one coordinator is never fenced).
-   */
-  /**
    * The real `#flush` checks the term before it handles a batch: a coordinator that wakes after a
    * takeover must not answer from its stale memory.
    */
@@ -415,6 +442,10 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     return true;
   }
 
+  /**
+   * A newer term began: the write is refused and nothing after it leaves. The real service stops
+   * at once and waits as a standby (without a lease it exits, but one coordinator is never fenced).
+   */
   protected override onFenced(): void {
     this.#restartMemory();
   }

@@ -201,7 +201,8 @@ test('the lease goes to one holder, to another once it expires, and is not renew
   t.false(lease.tryAcquire('coordinator-2', 198, 100));
   t.true(lease.tryAcquire('coordinator-2', 199, 100));
   t.false(lease.renew('coordinator', 200, 100));
-  t.true(lease.tryAcquire('coordinator-2', 250, 100), 'the holder may take it again');
+  t.false(lease.tryAcquire('coordinator-2', 250, 100), 'not even the holder, before it expires');
+  t.true(lease.tryAcquire('coordinator-2', 299, 100), 'the holder too, once it expired');
 });
 
 function quietNetwork() {

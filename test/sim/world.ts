@@ -138,6 +138,8 @@ export const faultKinds = [
    */
   'lease-taken',
   'lease-unreachable',
+  /** A lease request the servers applied whose answer was lost: taken or renewed, unknowingly. */
+  'lease-answer-lost',
   'fenced',
   'stale-epoch',
   'expired-key-released',
