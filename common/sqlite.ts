@@ -34,12 +34,17 @@ export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
   }
 }
 
+/**
+ * How long a write waits for another process (a standby coordinator, an inspector) to give the
+ * write lock back before it fails with SQLITE_BUSY.
+ */
+export const busyTimeoutMs = 5_000;
+
 export function setPragmas(db: SqliteDatabase): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
-  // Another process (a standby coordinator, an inspector) may hold the write lock briefly.
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
 }
 
 interface Migration {

@@ -3,10 +3,17 @@
  * starts a term: a new epoch, forced to the journal, a fresh machine recovered from the journal
  * (the crash-recovery rules finish whatever the previous leader started), and subscriptions to the
  * client subjects. The term ends when the lease cannot be renewed, the journal shows a newer
- * term, or a write of the term (its start included) finds the journal's write lock held by
- * another process past the busy timeout; the process then forgets its memory and waits as a
- * standby again. After a busy journal it gives the lease back first, so that whichever process
- * takes it next leads as soon as the lock is free rather than after the lease's TTL.
+ * term (to a write, a batch, or the check before each renewal), or a write of the term (its
+ * start included) finds the journal's write lock held by another process past the busy timeout;
+ * the process then forgets its memory and waits as a standby again. After a newer term or a busy
+ * journal it gives the lease back first (a no-op when it is no longer ours), so that whichever
+ * process takes it next leads at once rather than after the lease's TTL.
+ *
+ * The check before each renewal matters when two processes each took the lease in turn while
+ * their term starts waited for the journal's write lock (the first past the TTL): once the lock
+ * is free both start a term, the later one fences the earlier, and the later one's renewal then
+ * fails because the earlier holds the lease. Without the check, the earlier one, idle, would
+ * renew a lease for a term that is over, and nobody would lead until its next write.
  *
  * Without a lease (a single coordinator) the process leads from the start, and a newer term in the
  * journal means another coordinator was started on the same file by mistake: it stops.
@@ -15,7 +22,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FencedError, JournalBusyError } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
 import type { SqliteJournal } from './adapters/sqlite-journal.ts';
-import type { CoordinatorService } from './service.ts';
 
 export type Role = 'standby' | 'active';
 
@@ -34,8 +40,14 @@ export interface Lease {
   readonly unavailable: string | undefined;
 }
 
+/** What a term runs: the coordinator service (service.ts), started and stopped by the term. */
+export interface TermService {
+  start(): void;
+  stop(): void;
+}
+
 export interface LeadershipOptions {
-  readonly journal: SqliteJournal;
+  readonly journal: Pick<SqliteJournal, 'beginTerm' | 'checkTerm'>;
   readonly lease: Lease | undefined;
   readonly instance: string;
   readonly log: Logger;
@@ -46,7 +58,7 @@ export interface LeadershipOptions {
   readonly createService: (
     epoch: number,
     onTermOver: (error: FencedError | JournalBusyError) => void,
-  ) => CoordinatorService;
+  ) => TermService;
   /** Told of every change of role; the first call is the moment the process is ready. */
   readonly onRole: (role: Role, epoch: number | undefined) => void;
   /** Without a lease, a fenced coordinator cannot become a standby: it must stop. */
@@ -56,7 +68,7 @@ export interface LeadershipOptions {
 export class Leadership {
   readonly #options: LeadershipOptions;
   #stopped = false;
-  #service: CoordinatorService | undefined;
+  #service: TermService | undefined;
   #endTerm: (() => void) | undefined;
   #markReady: () => void = () => undefined;
   /** Resolves when the process first knows its role: it is then ready to be relied on. */
@@ -112,27 +124,22 @@ export class Leadership {
       return;
     }
     log.info('term-started', { epoch, instance });
-    /** An object, so that the compiler does not take `busy` for false after the callback. */
-    const outcome = { busy: false };
-    const ended = new Promise<string>((resolve) => {
-      this.#endTerm = () => resolve('stopped');
+    const ended = new Promise<TermEnd>((resolve) => {
+      this.#endTerm = () => resolve({ reason: 'stopped' });
       this.#service = this.#options.createService(epoch, (error) => {
-        if (error instanceof FencedError) {
-          if (!lease) this.#options.onFencedWithoutLease(error);
-          resolve(`fenced: ${error.message}`);
-          return;
-        }
-        outcome.busy = true;
-        resolve(`journal busy: ${error.message}`);
+        if (error instanceof FencedError && !lease) this.#options.onFencedWithoutLease(error);
+        resolve(termEndOf(error));
       });
     });
     this.#service?.start();
     this.#announce('active', epoch);
-    const reason = await Promise.race([ended, this.#keepLease(epoch, ended)]);
+    const end = await Promise.race([ended, this.#keepLease(epoch, ended)]);
     this.#service?.stop();
     this.#service = undefined;
-    log.warn('term-ended', { epoch, reason });
-    if (outcome.busy) await this.#afterBusyJournal();
+    log.warn('term-ended', { epoch, reason: end.reason });
+    if (end.busy) await this.#afterBusyJournal();
+    // Usually the newer term's process holds the lease and this changes nothing; see the top.
+    else if (end.fenced) await lease?.release();
   }
 
   /**
@@ -145,9 +152,12 @@ export class Leadership {
     await sleep(this.#options.standbyPollMs);
   }
 
-  /** Renews the lease until the term ends; resolves with a reason if the lease is lost. */
-  async #keepLease(epoch: number, ended: Promise<string>): Promise<string> {
-    const { lease, renewMs } = this.#options;
+  /**
+   * Renews the lease until the term ends, checking before each renewal that the journal shows no
+   * newer term; resolves with how the term ended if it is over or the lease is lost.
+   */
+  async #keepLease(epoch: number, ended: Promise<TermEnd>): Promise<TermEnd> {
+    const { lease, renewMs, journal } = this.#options;
     if (!lease) return ended;
     let over = false;
     void ended.then(() => (over = true));
@@ -155,7 +165,13 @@ export class Leadership {
     while (!isOver()) {
       await sleep(renewMs);
       if (isOver()) break;
-      if (!(await lease.renew(epoch))) return 'lease lost';
+      try {
+        journal.checkTerm();
+      } catch (error) {
+        if (!(error instanceof FencedError)) throw error;
+        return termEndOf(error);
+      }
+      if (!(await lease.renew(epoch))) return { reason: 'lease lost' };
     }
     return ended;
   }
@@ -170,4 +186,16 @@ export class Leadership {
     this.#endTerm?.();
     await this.#options.lease?.release();
   }
+}
+
+/** Why a term ended: what the process does before it contends again depends on it. */
+interface TermEnd {
+  readonly reason: string;
+  readonly fenced?: boolean;
+  readonly busy?: boolean;
+}
+
+function termEndOf(error: FencedError | JournalBusyError): TermEnd {
+  if (error instanceof FencedError) return { reason: `fenced: ${error.message}`, fenced: true };
+  return { reason: `journal busy: ${error.message}`, busy: true };
 }

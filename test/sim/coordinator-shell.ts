@@ -30,7 +30,8 @@ import type {
   JournalRecord,
   RequestRef,
 } from '../../coordinator/core/types.ts';
-import { JournalFencedError, type SimJournal } from './journal.ts';
+import { JournalBusyError, JournalFencedError, type SimJournal } from './journal.ts';
+import { busyTimeoutMs } from '../../common/sqlite.ts';
 import { SimProcess } from './process.ts';
 import type { CoordinatorName, NodeName, Packet, ProcessContext } from './world.ts';
 
@@ -62,6 +63,11 @@ export class SimLease {
     return true;
   }
 
+  /** Gives it up at once, as `Leadership` does when a term ends fenced or busy; only its holder can. */
+  release(who: CoordinatorName): void {
+    if (this.#holder === who) this.#expiresAt = 0;
+  }
+
   /** Keeps it: fails once another has taken it, even if the caller's had not expired. */
   renew(who: CoordinatorName, now: number, ttlMs: number): boolean {
     if (this.#holder !== who) return false;
@@ -89,6 +95,17 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   #epoch: number | undefined;
   /** The lease was just taken: the next start leads instead of waiting as a standby. */
   #leadOnStart = false;
+  /** The term ended on a busy journal: the next start stands by a poll before contending. */
+  #standbyPollFirst = false;
+  /**
+   * The lease is ours and `beginTerm` waits for the journal's write lock (`busy_timeout`): the
+   * term starts when the lock is free, or the process gives up at the timeout (`to-give-up`).
+   */
+  #termWaits: 'to-start' | 'to-give-up' | undefined;
+  /** When the started write begins, once the write lock is free; never: it fails as busy. */
+  #writeBeginsAt = 0;
+  /** The write failed on the busy timeout: the term ends and the lease goes back. */
+  #endedBusy = false;
   readonly #requests = new Map<RequestRef, { requestId: number; from: NodeName }>();
   #nextRequestRef = 1;
   /** Requests to participants awaiting a reply, by request id. */
@@ -212,23 +229,15 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     const inJournal = lease.store === 'journal';
     const reachable = inJournal || this.ctx.reachesLease(this.name);
     if (this.#machine === undefined) {
-      if (!reachable) {
-        this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
-        return;
-      }
-      const taken = lease.lease.tryAcquire(this.name, now, lease.ttlMs);
-      if (this.#answerLost(inJournal)) {
-        this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
-        return;
-      }
-      if (!taken) {
-        this.#scheduleLease(lease.standbyPollMs);
-        return;
-      }
-      this.ctx.count('lease-taken');
-      this.ctx.trace(this.name, 'lease', 'taken');
-      this.#leadOnStart = true;
+      this.#standBy(lease, inJournal, reachable);
     } else if (renewing === undefined) {
+      if (!this.#termHolds()) {
+        // `Leadership` checks the journal before each renewal: a newer term ends this one.
+        this.ctx.count('fenced');
+        this.ctx.trace(this.name, 'fenced', `term ${this.#epoch} is over before a renewal`);
+        this.onFenced();
+        return;
+      }
       const { params, rng } = this.ctx;
       const { delayMsMin, delayMsMax } = params.network;
       let answerAt = now + leaseRequestTimeoutMs;
@@ -243,15 +252,45 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
       }
       const { name, incarnation } = this;
       this.ctx.schedule(answerAt, { kind: 'lease', node: name, incarnation, renewing: answer });
-      return;
     } else if (renewing === 'answered' && lease.lease.renew(this.name, now, lease.ttlMs)) {
       this.#scheduleLease(lease.renewMs);
-      return;
     } else {
       if (renewing === 'failed') this.ctx.count('lease-unreachable');
       this.ctx.trace(this.name, 'lease', `lost (${renewing}): the term ends`);
+      this.#restartMemory();
     }
-    this.#restartMemory();
+  }
+
+  /** The lease timer of a process without a term: it contends, or its term start waits. */
+  #standBy(lease: LeaseOptions, inJournal: boolean, reachable: boolean): void {
+    const waiting = this.#termWaits;
+    this.#termWaits = undefined;
+    if (waiting === 'to-start') {
+      this.#restartMemory({ lead: true });
+      return;
+    }
+    if (waiting === 'to-give-up') {
+      // `Leadership` after `term-not-started`: the lease goes back, then a standby's poll.
+      this.#giveLeaseBack();
+      this.#scheduleLease(lease.standbyPollMs);
+      return;
+    }
+    if (!reachable) {
+      this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
+      return;
+    }
+    const taken = lease.lease.tryAcquire(this.name, this.ctx.now, lease.ttlMs);
+    if (this.#answerLost(inJournal)) {
+      this.#scheduleLease(leaseRequestTimeoutMs + lease.standbyPollMs);
+      return;
+    }
+    if (!taken) {
+      this.#scheduleLease(lease.standbyPollMs);
+      return;
+    }
+    this.ctx.count('lease-taken');
+    this.ctx.trace(this.name, 'lease', 'taken');
+    this.#restartMemory({ lead: true });
   }
 
   /**
@@ -259,8 +298,10 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * records included, settled by the next term), and the process starts over from the journal,
    * leading or as a standby. Not a crash of the process, but in the simulation the same steps.
    */
-  #restartMemory(): void {
+  #restartMemory(next: { lead?: boolean; standbyPollFirst?: boolean } = {}): void {
     this.crash();
+    this.#leadOnStart = next.lead ?? false;
+    this.#standbyPollFirst = next.standbyPollFirst ?? false;
     this.start();
   }
 
@@ -285,6 +326,12 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   /** The purge timer of the real shell fired: forget what completed before the retention. */
   onPurge(): void {
     if (!this.active || this.journal.retentionMs === undefined) return;
+    if (this.journal.lockedUntil > this.ctx.now) {
+      // The real purge waits for the lock too, or at the busy timeout skips its turn.
+      this.ctx.trace(this.name, 'purge', 'deferred: the journal is locked');
+      this.#schedulePurge();
+      return;
+    }
     const purged = this.journal.purge(this.ctx.now);
     if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
     for (let index = 0; index < purged; index += 1) this.ctx.count('key-purged');
@@ -303,12 +350,24 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * once, a new term (`beginTerm`) and recovery from the journal.
    */
   protected recover(): CoordinatorEffect[] {
-    if (this.#lease !== undefined && !this.#leadOnStart) {
+    const lease = this.#lease;
+    if (lease !== undefined && !this.#leadOnStart) {
       this.ctx.trace(this.name, 'standby');
-      this.#scheduleLease(0);
+      this.#scheduleLease(this.#standbyPollFirst ? lease.standbyPollMs : 0);
       return [];
     }
     this.#leadOnStart = false;
+    const lockedMs = this.journal.lockedUntil - this.ctx.now;
+    if (lease !== undefined && lockedMs > 0) {
+      // The real `beginTerm` blocks on the write lock: the term starts once it is free, or does
+      // not start at the busy timeout (`term-not-started`). No term, so no requests meanwhile.
+      const busy = lockedMs > busyTimeoutMs;
+      if (busy) this.ctx.count('journal-busy');
+      this.ctx.trace(this.name, 'term', busy ? 'not started: journal busy' : 'waits for the lock');
+      this.#termWaits = busy ? 'to-give-up' : 'to-start';
+      this.#scheduleLease(busy ? busyTimeoutMs : lockedMs);
+      return [];
+    }
     const { epoch, lost } = this.journal.beginTerm(this.ctx.rng);
     for (let index = 0; index < lost; index += 1) this.ctx.count('journal-records-lost');
     this.#epoch = epoch;
@@ -354,13 +413,30 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     }
     this.#write = { records, durableCount };
     this.ctx.trace(this.name, 'write', records);
-    return durableCount > 0;
+    // Another process holds the write lock: the write waits for it, or fails at the busy timeout.
+    const { now } = this.ctx;
+    const { lockedUntil } = this.journal;
+    const lockedMs = lockedUntil - now;
+    this.#writeBeginsAt = lockedMs <= 0 ? now : lockedMs <= busyTimeoutMs ? lockedUntil : Infinity;
+    return durableCount > 0 || lockedMs > 0;
+  }
+
+  protected override writeWaitMs(): number {
+    const waitMs = this.#writeBeginsAt - this.ctx.now;
+    return waitMs === Infinity ? busyTimeoutMs : waitMs;
+  }
+
+  protected override writeBegun(): boolean {
+    return this.ctx.now >= this.#writeBeginsAt;
   }
 
   protected commitWrite(): CoordinatorInput[] {
     const write = this.#write;
     if (write === undefined) return [];
     this.#write = undefined;
+    if (this.#writeBeginsAt === Infinity) {
+      throw new JournalBusyError('another process kept the write lock past the busy timeout');
+    }
     const released = this.journal.append(
       write.records,
       write.durableCount,
@@ -427,15 +503,30 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * takeover must not answer from its stale memory.
    */
   protected override admitBatch(): boolean {
-    // Test-only mutation: see test/sim/mutations.ts
-    if (this.#epoch === this.journal.epoch || this.ctx.mutations.has('ignore-epoch')) return true;
+    if (this.#termHolds()) return true;
     this.ctx.count('fenced');
     this.ctx.trace(this.name, 'fenced', `term ${this.#epoch} is over before a batch`);
     return false;
   }
 
-  /** The term check inside the write (the real adapter's, in the same SQLite transaction). */
+  /** Whether the journal still shows this process's term (the real `checkTerm`). */
+  #termHolds(): boolean {
+    // Test-only mutation: see test/sim/mutations.ts
+    return this.#epoch === this.journal.epoch || this.ctx.mutations.has('ignore-epoch');
+  }
+
+  /**
+   * The term check inside the write (the real adapter's, in the same SQLite transaction), and a
+   * write that never began for the busy journal, which ends the term too (the real service's
+   * `onTermOver`).
+   */
   protected override isFenced(error: unknown): boolean {
+    if (error instanceof JournalBusyError) {
+      this.ctx.count('journal-busy');
+      this.ctx.trace(this.name, 'term ends', error.message);
+      this.#endedBusy = true;
+      return true;
+    }
     if (!(error instanceof JournalFencedError)) return false;
     this.ctx.count('fenced');
     this.ctx.trace(this.name, 'fenced', error.message);
@@ -447,7 +538,20 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * at once and waits as a standby (without a lease it exits, but one coordinator is never fenced).
    */
   protected override onFenced(): void {
-    this.#restartMemory();
+    // `Leadership` gives the lease back (a no-op unless it is still ours), and after a busy
+    // journal lets a standby's poll pass before contending again.
+    const busy = this.#endedBusy;
+    this.#endedBusy = false;
+    this.#giveLeaseBack();
+    this.#restartMemory({ standbyPollFirst: busy });
+  }
+
+  /** `Lease.release()`: it reaches the lease's store or fails quietly (the TTL then frees it). */
+  #giveLeaseBack(): void {
+    const lease = this.#lease;
+    if (lease === undefined) return;
+    if (lease.store === 'journal' || this.ctx.reachesLease(this.name))
+      lease.lease.release(this.name);
   }
 
   protected loseVolatileState(): void {
@@ -459,6 +563,11 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#requests.clear();
     this.#outstanding.clear();
     this.#write = undefined;
+    this.#writeBeginsAt = 0;
+    this.#endedBusy = false;
+    this.#termWaits = undefined;
+    this.#leadOnStart = false;
+    this.#standbyPollFirst = false;
     // The real shell's stop() clears them: a later term sends its own.
     this.#held = [];
     this.#heldDueAt = Number.NaN;

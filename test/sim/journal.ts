@@ -55,6 +55,14 @@ export class JournalFencedError extends Error {
   override readonly name = 'JournalFencedError';
 }
 
+/**
+ * Another process held the journal's write lock past the busy timeout: the write never began
+ * (the real adapter's `JournalBusyError`, common/errors.ts).
+ */
+export class JournalBusyError extends Error {
+  override readonly name = 'JournalBusyError';
+}
+
 export function keyOf(clientId: string, idempotencyKey: string): string {
   return `${clientId}/${idempotencyKey}`;
 }
@@ -71,6 +79,11 @@ export class SimJournal {
   readonly #forgotten = new Map<string, Entry>();
   /** The current term, durable (the `leadership` row); 0 before the first. */
   #epoch = 0;
+  /**
+   * Until when another process (a coordinator paused in the middle of a write, an operator's
+   * tool) holds the write lock: a write waits for it up to the busy timeout.
+   */
+  lockedUntil = 0;
 
   /** Told of every record as it becomes durable, in log order (the checker listens). */
   readonly #onDurable: (record: JournalRecord) => void;

@@ -59,7 +59,7 @@ export abstract class SimProcess<Input, Effect> {
   /** kill -9: volatile state is lost; a write in progress is durable or not, at random. */
   crash(): void {
     if (!this.up) return;
-    if (this.#writing && this.ctx.rng.chance(0.5)) {
+    if (this.#writing && this.writeBegun() && this.ctx.rng.chance(0.5)) {
       // The crash came after the fsync but before the process could act on it.
       this.ctx.count('write-survived-crash');
       this.#commitWrite();
@@ -216,7 +216,7 @@ export abstract class SimProcess<Input, Effect> {
   #startFsync(): void {
     this.#writing = true;
     const { rng, params, now } = this.ctx;
-    const fsyncMs = rng.int(0, params.fsyncMsMax);
+    const fsyncMs = rng.int(0, params.fsyncMsMax) + this.writeWaitMs();
     const incarnation = this.incarnation;
     if (this.ctx.chaos && rng.chance(params.faults.crashInWriteRate)) {
       // Aim a crash inside the write, where "durable or not" is decided. Scheduled first, so
@@ -243,6 +243,16 @@ export abstract class SimProcess<Input, Effect> {
   #onFencedWrite(): void {
     this.#fencedWrite = false;
     this.onFenced();
+  }
+
+  /** How long the started write waits before it begins: for the journal's write lock. */
+  protected writeWaitMs(): number {
+    return 0;
+  }
+
+  /** Whether the started write has begun, so that a crash may leave it durable. */
+  protected writeBegun(): boolean {
+    return true;
   }
 
   /** Whether the process may handle a batch now; false: its term is over (coordinators only). */

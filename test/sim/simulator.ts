@@ -432,6 +432,13 @@ class World implements ProcessContext, CheckedWorld {
       case 'server-crash':
         this.#serverCrash();
         break;
+      case 'journal-locked': {
+        const until = this.now + rng.int(1, faults.journalLockMsMax);
+        this.journal.lockedUntil = Math.max(this.journal.lockedUntil, until);
+        this.count('journal-locked');
+        this.trace('journal', 'locked', `by another process for ${until - this.now} ms`);
+        break;
+      }
       case 'lease-store-down': {
         const healAt = this.now + rng.int(1, faults.leaseStoreDownMsMax);
         this.#link('lease-store-down', this.#network.leaseStoreDown(), 'JetStream', healAt);

@@ -23,14 +23,16 @@ export interface NetworkParameters {
 
 export const injectedFaults = ['crash', 'crash-all', 'pause', 'partition', 'one-way-cut'] as const;
 /**
- * Faults of the NATS servers themselves, drawn after every other parameter so that a seed without
- * them runs exactly as it did before they existed. `server-crash`: one server of the three dies,
- * and the processes and clients connected to it lose what was in flight and reach nobody until
- * they reconnect to another. `lease-store-down`: JetStream loses its quorum, so requests to the
- * lease fail for everyone while core NATS still carries messages (only with the lease in NATS).
+ * Faults of what the processes share, drawn after every other parameter so that a seed without
+ * them runs exactly as it did before they existed. `server-crash`: one NATS server of the three
+ * dies, and the processes and clients connected to it lose what was in flight and reach nobody
+ * until they reconnect to another. `lease-store-down`: JetStream loses its quorum, so requests to
+ * the lease fail for everyone while core NATS still carries messages (only with the lease in
+ * NATS). `journal-locked`: another process holds the shared journal's write lock, up to past the
+ * busy timeout (only with two coordinators, who share the journal's file).
  */
-export const serverFaults = ['server-crash', 'lease-store-down'] as const;
-export type InjectedFault = (typeof injectedFaults)[number] | (typeof serverFaults)[number];
+export const sharedFaults = ['server-crash', 'lease-store-down', 'journal-locked'] as const;
+export type InjectedFault = (typeof injectedFaults)[number] | (typeof sharedFaults)[number];
 
 export interface FaultParameters {
   readonly kinds: readonly InjectedFault[];
@@ -47,6 +49,8 @@ export interface FaultParameters {
    */
   readonly serverDownMsMax: number;
   readonly leaseStoreDownMsMax: number;
+  /** How long another process holds the journal's write lock: up to past the 5 s busy timeout. */
+  readonly journalLockMsMax: number;
   /** Crash right after a batch, and crash while a write is being made durable. */
   readonly crashAfterStepRate: number;
   readonly crashInWriteRate: number;
@@ -179,13 +183,16 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
     standby: rng.chance(0.5) ? { leaseTtlMs: rng.int(100, 2_000) } : undefined,
     wire: rng.chance(0.5),
   };
-  return withServerFaults(rng, drawn);
+  return withSharedFaults(rng, drawn);
 }
 
-type DrawnFaults = Omit<FaultParameters, 'serverDownMsMax' | 'leaseStoreDownMsMax'>;
+type DrawnFaults = Omit<
+  FaultParameters,
+  'serverDownMsMax' | 'leaseStoreDownMsMax' | 'journalLockMsMax'
+>;
 
-/** Drawn last: see `serverFaults`. */
-function withServerFaults(
+/** Drawn last: see `sharedFaults`. */
+function withSharedFaults(
   rng: Random,
   drawn: Omit<SwarmParameters, 'standby' | 'faults'> & {
     readonly standby: Omit<StandbyParameters, 'leaseStore'> | undefined;
@@ -194,14 +201,18 @@ function withServerFaults(
 ): SwarmParameters {
   const leaseStore: StandbyParameters['leaseStore'] = rng.chance(0.3) ? 'journal' : 'nats';
   const standby = drawn.standby && { ...drawn.standby, leaseStore };
-  const added = serverFaults.filter(
-    (kind) => rng.chance(0.4) && (kind === 'server-crash' || standby?.leaseStore === 'nats'),
-  );
+  const applies = {
+    'server-crash': true,
+    'lease-store-down': standby?.leaseStore === 'nats',
+    'journal-locked': standby !== undefined,
+  };
+  const added = sharedFaults.filter((kind) => rng.chance(0.4) && applies[kind]);
   const faults = {
     ...drawn.faults,
     kinds: [...drawn.faults.kinds, ...added],
     serverDownMsMax: rng.int(300, 6_000),
     leaseStoreDownMsMax: rng.int(100, 5_000),
+    journalLockMsMax: rng.int(100, 8_000),
   };
   return { ...drawn, standby, faults };
 }

@@ -118,6 +118,10 @@ export const faultKinds = [
   /** A message in flight through a crashed server, or published into a lost reconnect buffer. */
   'lost-in-server-crash',
   'lease-store-down',
+  /** Another process took the journal's write lock (an operator's tool, a paused writer). */
+  'journal-locked',
+  /** A write or a term's start waited out the busy timeout and failed: the term ends. */
+  'journal-busy',
   'crash',
   'crash-all',
   'crash-mid-write',
