@@ -211,6 +211,10 @@ export class CoordinatorService {
     try {
       purged = this.#options.journal.purge(this.#options.now());
     } catch (error) {
+      if (error instanceof FencedError) {
+        this.#endTerm(error);
+        return;
+      }
       // Housekeeping: with the lock held elsewhere, the next interval purges instead.
       if (!(error instanceof JournalBusyError)) throw error;
       this.#options.log.warn('purge-deferred', { reason: error.message });

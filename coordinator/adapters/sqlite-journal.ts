@@ -260,7 +260,8 @@ export class SqliteJournal {
   /**
    * Forgets up to purgeChunkMax payments that completed before the retention period, with their
    * records. A payment that is not complete is never purged, whatever its age: a participant may
-   * still be waiting for its decision. Returns how many were purged.
+   * still be waiting for its decision. Returns how many were purged. Like every write of a term,
+   * refused (FencedError) once a newer term has begun.
    */
   purge(now: number): number {
     const s = { ...this.#statements, ...this.#purgeByAge };
@@ -270,6 +271,7 @@ export class SqliteJournal {
     const purged = this.#whenFree(() =>
       this.#db
         .transaction(() => {
+          this.checkTerm();
           const rows = s.expired.all(now - this.retentionMs) as { tx_id: string }[];
           for (const { tx_id: txId } of rows) {
             s.purgeRecords.run(txId);

@@ -326,6 +326,13 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   /** The purge timer of the real shell fired: forget what completed before the retention. */
   onPurge(): void {
     if (!this.active || this.journal.retentionMs === undefined) return;
+    if (!this.#termHolds()) {
+      // The real purge checks the term in its transaction, as every write of a term does.
+      this.ctx.count('fenced');
+      this.ctx.trace(this.name, 'fenced', `term ${this.#epoch} is over before a purge`);
+      this.onFenced();
+      return;
+    }
     if (this.journal.lockedUntil > this.ctx.now) {
       // The real purge waits for the lock too, or at the busy timeout skips its turn.
       this.ctx.trace(this.name, 'purge', 'deferred: the journal is locked');

@@ -364,6 +364,20 @@ test('a coordinator whose term is over can write nothing: the epoch fence', (t) 
   ]);
 });
 
+test('a coordinator whose term is over purges nothing either', (t) => {
+  const { file, journal: old, raw } = openFixture(t);
+  t.is(old.beginTerm('coordinator-1', createdAt), 1);
+  old.append([begin(txA, 'key-a-0000000001'), committed(txA), completed(txA)], createdAt);
+  const successor = new SqliteJournal(file, retentionMs);
+  t.teardown(() => successor.close());
+  t.is(successor.beginTerm('coordinator-2', createdAt + 1), 2);
+  const afterRetention = createdAt + retentionMs + 1_000;
+  const before = countRows(raw, 'journal');
+  t.throws(() => old.purge(afterRetention), { instanceOf: FencedError });
+  t.is(countRows(raw, 'journal'), before, 'the old term purged nothing');
+  t.is(successor.purge(afterRetention), 1, 'the current term purges the expired payment');
+});
+
 test('a key reused after its retention period takes its old payment and records with it', (t) => {
   const { journal, raw } = openFixture(t);
   journal.append([begin(txA, 'key-a-0000000001'), committed(txA), completed(txA)], createdAt);
