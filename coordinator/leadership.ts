@@ -5,15 +5,19 @@
  * client subjects. The term ends when the lease cannot be renewed, the journal shows a newer
  * term (to a write, a batch, or the check before each renewal), or a write of the term (its
  * start included) finds the journal's write lock held by another process past the busy timeout;
- * the process then forgets its memory and waits as a standby again. After a newer term or a busy
- * journal it gives the lease back first (a no-op when it is no longer ours), so that whichever
- * process takes it next leads at once rather than after the lease's TTL.
+ * the process then forgets its memory and waits as a standby again. After a busy journal it gives
+ * the lease back first, so that whichever process takes it next leads as soon as the lock is free
+ * rather than after the lease's TTL.
  *
  * The check before each renewal matters when two processes each took the lease in turn while
  * their term starts waited for the journal's write lock (the first past the TTL): once the lock
  * is free both start a term, the later one fences the earlier, and the later one's renewal then
  * fails because the earlier holds the lease. Without the check, the earlier one, idle, would
- * renew a lease for a term that is over, and nobody would lead until its next write.
+ * renew a lease for a term that is over, and nobody would lead until its next write; with it,
+ * its term ends at the next renewal and the lease, no longer renewed, is free after its TTL. A
+ * fenced process does not give the lease back: it usually belongs to the newer term by then,
+ * and a delete against a revision it remembers is only as safe as the revisions are unique,
+ * which a JetStream stream reset after a server crash does not keep (docs/failover.md).
  *
  * Without a lease (a single coordinator) the process leads from the start, and a newer term in the
  * journal means another coordinator was started on the same file by mistake: it stops.
@@ -138,8 +142,6 @@ export class Leadership {
     this.#service = undefined;
     log.warn('term-ended', { epoch, reason: end.reason });
     if (end.busy) await this.#afterBusyJournal();
-    // Usually the newer term's process holds the lease and this changes nothing; see the top.
-    else if (end.fenced) await lease?.release();
   }
 
   /**
@@ -188,14 +190,13 @@ export class Leadership {
   }
 }
 
-/** Why a term ended: what the process does before it contends again depends on it. */
+/** Why a term ended; after a busy journal the process gives the lease back before it contends. */
 interface TermEnd {
   readonly reason: string;
-  readonly fenced?: boolean;
   readonly busy?: boolean;
 }
 
 function termEndOf(error: FencedError | JournalBusyError): TermEnd {
-  if (error instanceof FencedError) return { reason: `fenced: ${error.message}`, fenced: true };
+  if (error instanceof FencedError) return { reason: `fenced: ${error.message}` };
   return { reason: `journal busy: ${error.message}`, busy: true };
 }

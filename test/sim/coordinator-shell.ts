@@ -63,7 +63,7 @@ export class SimLease {
     return true;
   }
 
-  /** Gives it up at once, as `Leadership` does when a term ends fenced or busy; only its holder can. */
+  /** Gives it up at once, as `Leadership` does after a busy journal; only its holder can. */
   release(who: CoordinatorName): void {
     if (this.#holder === who) this.#expiresAt = 0;
   }
@@ -545,11 +545,11 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * at once and waits as a standby (without a lease it exits, but one coordinator is never fenced).
    */
   protected override onFenced(): void {
-    // `Leadership` gives the lease back (a no-op unless it is still ours), and after a busy
-    // journal lets a standby's poll pass before contending again.
+    // After a busy journal `Leadership` gives the lease back and lets a standby's poll pass
+    // before contending again; after a newer term it keeps its hands off the lease.
     const busy = this.#endedBusy;
     this.#endedBusy = false;
-    this.#giveLeaseBack();
+    if (busy) this.#giveLeaseBack();
     this.#restartMemory({ standbyPollFirst: busy });
   }
 
