@@ -7,13 +7,14 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import { SqliteLease } from '../../coordinator/adapters/sqlite-lease.ts';
 import { Leadership, type Role } from '../../coordinator/leadership.ts';
 import type { LogFields, Logger } from '../../common/log.ts';
 
 const retentionMs = 60_000;
-const ttlMs = 400;
+const ttlMs = 1_000;
 
 interface Logged {
   readonly event: string;
@@ -50,7 +51,16 @@ function setUp(t: ExecutionContext) {
     lease.close();
     rmSync(directory, { recursive: true, force: true });
   });
-  return { leadership, other, logged, roles };
+  /** When the lease, as it stands in the file, expires: a bare connection reads it. */
+  const leaseExpiresAt = (): number => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.prepare('SELECT expires_at FROM lease WHERE id = 1').pluck().get() as number;
+    } finally {
+      db.close();
+    }
+  };
+  return { leadership, other, logged, roles, leaseExpiresAt };
 }
 
 async function until(what: string, holds: () => boolean, timeoutMs = 3_000): Promise<void> {
@@ -62,7 +72,7 @@ async function until(what: string, holds: () => boolean, timeoutMs = 3_000): Pro
 }
 
 test('an idle leader whose term another began ends it at its next renewal, and leads again after the TTL', async (t) => {
-  const { leadership, other, logged, roles } = setUp(t);
+  const { leadership, other, logged, roles, leaseExpiresAt } = setUp(t);
   const running = leadership.run();
   await until('active', () => roles.some((entry) => entry.role === 'active'));
   t.deepEqual(roles.at(-1), { role: 'active', epoch: 1 });
@@ -70,15 +80,18 @@ test('an idle leader whose term another began ends it at its next renewal, and l
   // so nobody would lead while this idle process kept renewing a lease for term 1.
   const fencedAt = Date.now();
   t.is(other.beginTerm('coordinator-2', fencedAt), 2);
+  // Its last renewal came before the fence, up to a renewal interval before: that sets the expiry.
+  const expiresAt = leaseExpiresAt();
+  t.true(expiresAt > fencedAt, 'the lease was still ours when term 2 began');
   await until('term 1 ended', () => logged.some((entry) => entry.event === 'term-ended'));
   const ended = logged.find((entry) => entry.event === 'term-ended');
   t.is(ended?.fields['epoch'], 1);
   t.regex(String(ended?.fields['reason']), /^fenced/);
-  t.true(Date.now() - fencedAt < ttlMs, 'within a renewal interval or so, not a TTL');
+  t.is(leaseExpiresAt(), expiresAt, 'it ended the term instead of renewing the lease for it');
   // It keeps its hands off the lease it still holds; once that expires, it takes it again.
   await until('a newer term of its own', () => (roles.at(-1)?.epoch ?? 0) > 2);
   t.deepEqual(roles.at(-1), { role: 'active', epoch: 3 });
-  t.true(Date.now() - fencedAt >= ttlMs, 'not before the lease expired');
+  t.true(Date.now() >= expiresAt, 'not before the lease expired');
   await leadership.stop();
   await running;
 });
