@@ -17,23 +17,31 @@ test('HeldBack hands its items, oldest first, to whoever takes them, and stops i
 });
 
 test('HeldBack calls onDue once when the oldest item has waited its time', async (t) => {
+  // A wait long enough that a busy machine's stalls cannot fire it between the two holds.
+  const waitMs = 200;
   const taken: number[][] = [];
   const startedAt = performance.now();
   let dueAfterMs = 0;
-  const held = new HeldBack<number>(20, () => {
+  const held = new HeldBack<number>(waitMs, () => {
     dueAfterMs = performance.now() - startedAt;
     taken.push(held.take());
   });
   held.hold([1]);
   await sleep(5);
   held.hold([2]);
-  await sleep(80);
-  t.deepEqual(taken, [[1, 2]], 'one call for both: the later item does not restart the wait');
-  t.true(dueAfterMs >= 15, `due after ${dueAfterMs.toFixed(1)} ms`);
+  await until(() => taken.length === 1);
+  t.deepEqual(taken, [[1, 2]], 'one call for both items');
+  t.true(dueAfterMs >= waitMs - 1, `due after ${dueAfterMs.toFixed(1)} ms`);
   held.hold([3]);
-  await sleep(60);
+  await until(() => taken.length === 2);
   t.deepEqual(taken, [[1, 2], [3]], 'a new item after a take starts a new wait');
 });
+
+/** Waits until the condition holds, up to 5 s. */
+async function until(holds: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!holds() && Date.now() < deadline) await sleep(5);
+}
 
 test('HeldBack forgets what it held when cleared, without calling onDue', async (t) => {
   let due = 0;
