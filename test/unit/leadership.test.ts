@@ -8,10 +8,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { JournalBusyError } from '../../common/errors.ts';
+import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import { SqliteLease } from '../../coordinator/adapters/sqlite-lease.ts';
 import { Leadership, type Role } from '../../coordinator/leadership.ts';
+import type { JournalRecord } from '../../coordinator/core/types.ts';
 import type { LogFields, Logger } from '../../common/log.ts';
+import { paymentFor } from '../../participants/seed.ts';
+import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 const retentionMs = 60_000;
 const ttlMs = 1_000;
@@ -95,3 +100,92 @@ test('an idle leader whose term another began ends it at its next renewal, and l
   await leadership.stop();
   await running;
 });
+
+/**
+ * A coordinator without a lease (the only one) whose journal write waits out the busy timeout:
+ * the term ends, and the process starts the next one itself, once the lock is free, instead of
+ * exiting. Serial (ava runs serial tests first, alone): the write blocks this worker's event loop
+ * for the 5 s busy timeout, which would stall the other test's timers.
+ */
+test.serial(
+  'a single coordinator whose write waits out the busy timeout leads again in a new term',
+  async (t) => {
+    const directory = mkdtempSync(join(tmpdir(), 'continuum-leadership-'));
+    const file = join(directory, 'coordinator.sqlite');
+    const journal = new SqliteJournal(file, retentionMs);
+    const logged: Logged[] = [];
+    const record = (event: string, fields: LogFields = {}): void =>
+      void logged.push({ event, fields });
+    const roles: { role: Role; epoch: number | undefined }[] = [];
+    // What the service's next batch does: write, and end the term if the journal refuses.
+    let write: (entry: JournalRecord) => void = () => t.fail('no term has begun');
+    const leadership = new Leadership({
+      journal,
+      lease: undefined,
+      instance: 'coordinator-1',
+      log: { info: record, warn: record, error: record },
+      now: Date.now,
+      standbyPollMs: 20,
+      renewMs: 20,
+      createService: (_epoch, onTermOver) => {
+        write = (entry) => {
+          try {
+            journal.append([entry], Date.now());
+          } catch (error) {
+            if (!(error instanceof JournalBusyError)) throw error;
+            onTermOver(error);
+          }
+        };
+        return { start: () => undefined, stop: () => undefined };
+      },
+      onRole: (role, epoch) => void roles.push({ role, epoch }),
+      onFencedWithoutLease: () => t.fail('nobody else began a term'),
+    });
+    t.teardown(() => {
+      journal.close();
+      rmSync(directory, { recursive: true, force: true });
+    });
+    const running = leadership.run();
+    await until('active', () => roles.length > 0);
+    t.deepEqual(roles, [{ role: 'active', epoch: 1 }]);
+    // Another process keeps the write lock past the busy timeout, and lets it go a second later.
+    const holder = holdWriteLock(file, { locked: [] }, 6_000);
+    await holder.locked;
+    write(beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T8', 'busy-single-key-0001'));
+    await until('term 1 ended', () => logged.some((entry) => entry.event === 'term-ended'));
+    const ended = logged.find((entry) => entry.event === 'term-ended');
+    t.is(ended?.fields['epoch'], 1);
+    t.regex(String(ended?.fields['reason']), /^journal busy/);
+    t.is(journal.findById('01HZX3V2M8Q4J7K9N0P5R6S7T8'), undefined, 'nothing was written');
+    await until('a new term', () => roles.length > 1, 10_000);
+    t.deepEqual(roles, [
+      { role: 'active', epoch: 1 },
+      { role: 'active', epoch: 2 },
+    ]);
+    t.is(await holder.exited, 0);
+    write(beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T9', 'busy-single-key-0002'));
+    t.is(
+      journal.findById('01HZX3V2M8Q4J7K9N0P5R6S7T9')?.idempotencyKey,
+      'busy-single-key-0002',
+      'the new term writes',
+    );
+    await leadership.stop();
+    await running;
+  },
+);
+
+function beginRecord(txId: string, idempotencyKey: string): JournalRecord {
+  const payment = paymentFor('order-1001');
+  const createdAt = Date.now();
+  return {
+    kind: 'begin',
+    txId,
+    clientId: 'leadership-test',
+    idempotencyKey,
+    fingerprint: paymentFingerprint(payment),
+    payment,
+    participants: participantNames,
+    createdAt,
+    deadlineAt: createdAt + 5_000,
+  };
+}
