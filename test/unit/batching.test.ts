@@ -1,6 +1,7 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HeldBack } from '../../common/batching.ts';
+import { until } from '../helpers/wait.ts';
 
 test('HeldBack hands its items, oldest first, to whoever takes them, and stops its timer', async (t) => {
   let due = 0;
@@ -29,19 +30,13 @@ test('HeldBack calls onDue once when the oldest item has waited its time', async
   held.hold([1]);
   await sleep(5);
   held.hold([2]);
-  await until(() => taken.length === 1);
+  t.true(await until(() => taken.length === 1, 5_000), 'due once');
   t.deepEqual(taken, [[1, 2]], 'one call for both items');
   t.true(dueAfterMs >= waitMs - 1, `due after ${dueAfterMs.toFixed(1)} ms`);
   held.hold([3]);
-  await until(() => taken.length === 2);
+  t.true(await until(() => taken.length === 2, 5_000), 'due again');
   t.deepEqual(taken, [[1, 2], [3]], 'a new item after a take starts a new wait');
 });
-
-/** Waits until the condition holds, up to 5 s. */
-async function until(holds: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!holds() && Date.now() < deadline) await sleep(5);
-}
 
 test('HeldBack forgets what it held when cleared, without calling onDue', async (t) => {
   let due = 0;

@@ -12,11 +12,12 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
 import { FencedError, JournalBusyError, JournalCorruptError } from '../../common/errors.ts';
-import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
+import { paymentFingerprint } from '../../common/protocol.ts';
 import { setPragmas, type SqliteDatabase } from '../../common/sqlite.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import { paymentFor } from '../../participants/seed.ts';
+import { beginRecord, type Begin } from '../helpers/journal-records.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 const clientId = 'journal-test';
@@ -33,22 +34,11 @@ const txB = '01HZX3V2M8Q4J7K9N0P5R6S7T9';
 const txC = '01HZX3V2M8Q4J7K9N0P5R6S7TA';
 const txD = '01HZX3V2M8Q4J7K9N0P5R6S7TB';
 
-type Begin = Extract<JournalRecord, { kind: 'begin' }>;
 type Decided = Extract<JournalRecord, { kind: 'decided' }>;
 type Completed = Extract<JournalRecord, { kind: 'completed' }>;
 
 function begin(txId: string, idempotencyKey: string, client = clientId): Begin {
-  return {
-    kind: 'begin',
-    txId,
-    clientId: client,
-    idempotencyKey,
-    fingerprint: paymentFingerprint(payment),
-    payment,
-    participants: participantNames,
-    createdAt,
-    deadlineAt: createdAt + 5_000,
-  };
+  return beginRecord(txId, idempotencyKey, { clientId: client, createdAt });
 }
 
 function committed(txId: string): Decided {

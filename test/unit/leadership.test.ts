@@ -9,13 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { JournalBusyError } from '../../common/errors.ts';
-import { paymentFingerprint, participantNames } from '../../common/protocol.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import { SqliteLease } from '../../coordinator/adapters/sqlite-lease.ts';
 import { Leadership, type Role } from '../../coordinator/leadership.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import type { LogFields, Logger } from '../../common/log.ts';
-import { paymentFor } from '../../participants/seed.ts';
+import { beginRecord } from '../helpers/journal-records.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 const retentionMs = 60_000;
@@ -151,7 +150,12 @@ test.serial(
     // Another process keeps the write lock past the busy timeout, and lets it go a second later.
     const holder = holdWriteLock(file, { locked: [] }, 6_000);
     await holder.locked;
-    write(beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T8', 'busy-single-key-0001'));
+    write(
+      beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T8', 'busy-single-key-0001', {
+        clientId: 'leadership-test',
+        createdAt: Date.now(),
+      }),
+    );
     await until('term 1 ended', () => logged.some((entry) => entry.event === 'term-ended'));
     const ended = logged.find((entry) => entry.event === 'term-ended');
     t.is(ended?.fields['epoch'], 1);
@@ -163,7 +167,12 @@ test.serial(
       { role: 'active', epoch: 2 },
     ]);
     t.is(await holder.exited, 0);
-    write(beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T9', 'busy-single-key-0002'));
+    write(
+      beginRecord('01HZX3V2M8Q4J7K9N0P5R6S7T9', 'busy-single-key-0002', {
+        clientId: 'leadership-test',
+        createdAt: Date.now(),
+      }),
+    );
     t.is(
       journal.findById('01HZX3V2M8Q4J7K9N0P5R6S7T9')?.idempotencyKey,
       'busy-single-key-0002',
@@ -173,19 +182,3 @@ test.serial(
     await running;
   },
 );
-
-function beginRecord(txId: string, idempotencyKey: string): JournalRecord {
-  const payment = paymentFor('order-1001');
-  const createdAt = Date.now();
-  return {
-    kind: 'begin',
-    txId,
-    clientId: 'leadership-test',
-    idempotencyKey,
-    fingerprint: paymentFingerprint(payment),
-    payment,
-    participants: participantNames,
-    createdAt,
-    deadlineAt: createdAt + 5_000,
-  };
-}
