@@ -18,11 +18,12 @@ import { ulidFactory } from '../common/ids.ts';
 import { announceReady, createLogger, errorText, type Logger } from '../common/log.ts';
 import { connectNats, type NatsConnection } from '../common/nats.ts';
 import { identifierPattern, participantNames } from '../common/protocol.ts';
+import { busyTimeoutMs } from '../common/sqlite.ts';
 import { NatsLease } from './adapters/nats-lease.ts';
 import { SqliteJournal } from './adapters/sqlite-journal.ts';
 import { SqliteLease } from './adapters/sqlite-lease.ts';
 import { keyPurgeIntervalMs, keyRetentionRisk } from './core/key-retention.ts';
-import { leaseTimings } from './core/lease-timing.ts';
+import { leaseBusyWaitMs, leaseTimings } from './core/lease-timing.ts';
 import { Leadership } from './leadership.ts';
 import { CoordinatorService } from './service.ts';
 
@@ -75,7 +76,9 @@ async function main(): Promise<void> {
   }
   const retentionRisk = keyRetentionRisk(retentionMs);
   if (retentionRisk !== undefined) log.warn('key-retention-short', { retentionMs, retentionRisk });
-  const journal = new SqliteJournal(dbFile, retentionMs);
+  const hasLease = leaseInJournal || values['lease-bucket'] !== undefined;
+  const busyWaitMs = hasLease ? leaseBusyWaitMs(leaseTtlMs, busyTimeoutMs) : busyTimeoutMs;
+  const journal = new SqliteJournal(dbFile, retentionMs, busyWaitMs);
   // Reads the whole journal (recovery reads only the unfinished payments): refuses to start,
   // exit code 1, if the journal and its index disagree.
   if (verify) journal.verify();
@@ -85,7 +88,7 @@ async function main(): Promise<void> {
   const nats = await connectNats({ servers, name: `continuum-${instance}` });
   const now = (): number => Date.now();
   const lease = leaseInJournal
-    ? new SqliteLease({ file: dbFile, ttlMs: leaseTtlMs, holder: instance, now })
+    ? new SqliteLease({ file: dbFile, ttlMs: leaseTtlMs, holder: instance, now, busyWaitMs })
     : await openLease(values, { nats, ttlMs: leaseTtlMs, holder: instance });
   const newId = ulidFactory();
   const leadership = new Leadership({

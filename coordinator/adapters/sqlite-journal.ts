@@ -23,7 +23,7 @@ import {
 } from '../../common/protocol.ts';
 import Database, { type Transaction } from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
-import { openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
+import { busyTimeoutMs, openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
 import { countCommit, workCounters } from '../../common/stats.ts';
 import type { JournalRecord, StoredPayment } from '../core/types.ts';
 
@@ -66,10 +66,11 @@ export class SqliteJournal {
     (records: readonly JournalRecord[], now: number) => void
   >;
 
-  constructor(file: string, retentionMs: number) {
+  /** `busyWaitMs`: how long a write waits for another process's write lock (busy_timeout). */
+  constructor(file: string, retentionMs: number, busyWaitMs = busyTimeoutMs) {
     this.file = file;
     this.retentionMs = retentionMs;
-    this.#db = openDatabase(file, 'coordinator');
+    this.#db = openDatabase(file, 'coordinator', busyWaitMs);
     const db = this.#db;
     this.#statements = {
       append: db.prepare(

@@ -22,6 +22,8 @@ export interface SqliteLeaseOptions {
   /** Who we are, written into the lease for operators to see. */
   readonly holder: string;
   readonly now: () => number;
+  /** How long a lease write waits for another process's write lock (busy_timeout). */
+  readonly busyWaitMs?: number;
 }
 
 export class SqliteLease implements Lease {
@@ -33,7 +35,7 @@ export class SqliteLease implements Lease {
 
   constructor(options: SqliteLeaseOptions) {
     this.#options = options;
-    this.#db = openDatabase(options.file, 'coordinator');
+    this.#db = openDatabase(options.file, 'coordinator', options.busyWaitMs);
     this.#statements = {
       expiresAt: this.#db.prepare('SELECT expires_at FROM lease WHERE id = 1').pluck(),
       acquire: this.#db.prepare(

@@ -10,3 +10,19 @@ export function leaseTimings(ttlMs: number): { standbyPollMs: number; renewMs: n
     renewMs: Math.max(20, Math.floor(ttlMs / 5)),
   };
 }
+
+/**
+ * How long a coordinator that holds a lease lets a journal write (a term's start included) wait
+ * for another process's write lock, the `busy_timeout` of its connections: half the TTL, and
+ * never more than `fullWaitMs`, what a coordinator without a lease waits.
+ *
+ * While a write waits, its process cannot renew the lease (better-sqlite3 blocks the event loop).
+ * Half the TTL, after a renewal at most a fifth of the TTL before, ends before the lease expires:
+ * the process then gives the lease back itself. Waiting longer, it lost the lease mid-wait, the
+ * other process took it and waited for the same lock, and once the lock was free both began a
+ * term in turn, the later fencing the earlier (docs/failover.md). A single coordinator has nobody
+ * to hand over to and waits the whole `fullWaitMs`.
+ */
+export function leaseBusyWaitMs(ttlMs: number, fullWaitMs: number): number {
+  return Math.min(fullWaitMs, Math.floor(ttlMs / 2));
+}

@@ -22,6 +22,7 @@ import type {
 } from '../../common/protocol.ts';
 import { decisionHoldMs } from '../../coordinator/core/decision-hold.ts';
 import { keyPurgeIntervalMs } from '../../coordinator/core/key-retention.ts';
+import { leaseBusyWaitMs } from '../../coordinator/core/lease-timing.ts';
 import { CoordinatorMachine } from '../../coordinator/core/machine.ts';
 import type {
   CoordinatorConfig,
@@ -106,6 +107,8 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
   #writeBeginsAt = 0;
   /** The write failed on the busy timeout: the term ends and the lease goes back. */
   #endedBusy = false;
+  /** How long a write waits for the lock before it fails as busy, as the real one computes it. */
+  readonly #busyWaitMs: number;
   readonly #requests = new Map<RequestRef, { requestId: number; from: NodeName }>();
   #nextRequestRef = 1;
   /** Requests to participants awaiting a reply, by request id. */
@@ -133,6 +136,8 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#config = config;
     this.journal = journal;
     this.#lease = lease;
+    this.#busyWaitMs =
+      lease === undefined ? busyTimeoutMs : leaseBusyWaitMs(lease.ttlMs, busyTimeoutMs);
   }
 
   /** Leading (subscribed to the coordinators' subjects): up, with a term of its own. */
@@ -368,11 +373,11 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     if (lease !== undefined && lockedMs > 0) {
       // The real `beginTerm` blocks on the write lock: the term starts once it is free, or does
       // not start at the busy timeout (`term-not-started`). No term, so no requests meanwhile.
-      const busy = lockedMs > busyTimeoutMs;
+      const busy = lockedMs > this.#busyWaitMs;
       if (busy) this.ctx.count('journal-busy');
       this.ctx.trace(this.name, 'term', busy ? 'not started: journal busy' : 'waits for the lock');
       this.#termWaits = busy ? 'to-give-up' : 'to-start';
-      this.#scheduleLease(busy ? busyTimeoutMs : lockedMs);
+      this.#scheduleLease(busy ? this.#busyWaitMs : lockedMs);
       return [];
     }
     const { epoch, lost } = this.journal.beginTerm(this.ctx.rng);
@@ -424,13 +429,14 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     const { now } = this.ctx;
     const { lockedUntil } = this.journal;
     const lockedMs = lockedUntil - now;
-    this.#writeBeginsAt = lockedMs <= 0 ? now : lockedMs <= busyTimeoutMs ? lockedUntil : Infinity;
+    const waitsMs = this.#busyWaitMs;
+    this.#writeBeginsAt = lockedMs <= 0 ? now : lockedMs <= waitsMs ? lockedUntil : Infinity;
     return durableCount > 0 || lockedMs > 0;
   }
 
   protected override writeWaitMs(): number {
     const waitMs = this.#writeBeginsAt - this.ctx.now;
-    return waitMs === Infinity ? busyTimeoutMs : waitMs;
+    return waitMs === Infinity ? this.#busyWaitMs : waitMs;
   }
 
   protected override writeBegun(): boolean {
