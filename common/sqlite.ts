@@ -20,19 +20,12 @@ export const migrationsRoot = fileURLToPath(new URL('../migrations/', import.met
 export const databaseNames = ['coordinator', 'bank', 'vendor', 'customer'] as const;
 export type DatabaseName = (typeof databaseNames)[number];
 
-/**
- * Opens (creating if needed) a database, sets its pragmas and brings its schema up to date. A
- * write waits up to `busyWaitMs` for another process's write lock (`busyTimeoutMs` by default).
- */
-export function openDatabase(
-  file: string,
-  name: DatabaseName,
-  busyWaitMs = busyTimeoutMs,
-): SqliteDatabase {
+/** Opens (creating if needed) a database, sets its pragmas and brings its schema up to date. */
+export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
   mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);
   try {
-    setPragmas(db, busyWaitMs);
+    setPragmas(db);
     migrate(db, name);
     return db;
   } catch (error) {
@@ -44,15 +37,16 @@ export function openDatabase(
 /**
  * How long a write waits for another process (a standby coordinator, an inspector) to give the
  * write lock back before it fails with SQLITE_BUSY. A coordinator that holds a lease waits less
- * (coordinator/core/lease-timing.ts).
+ * once its database is open (coordinator/core/lease-timing.ts); opening, with its migrations and
+ * any WAL recovery after a crash, always waits this long.
  */
 export const busyTimeoutMs = 5_000;
 
-export function setPragmas(db: SqliteDatabase, busyWaitMs = busyTimeoutMs): void {
+export function setPragmas(db: SqliteDatabase): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
-  db.pragma(`busy_timeout = ${busyWaitMs}`);
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
 }
 
 interface Migration {

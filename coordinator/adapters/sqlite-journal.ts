@@ -70,7 +70,8 @@ export class SqliteJournal {
   constructor(file: string, retentionMs: number, busyWaitMs = busyTimeoutMs) {
     this.file = file;
     this.retentionMs = retentionMs;
-    this.#db = openDatabase(file, 'coordinator', busyWaitMs);
+    this.#db = openDatabase(file, 'coordinator');
+    this.#db.pragma(`busy_timeout = ${busyWaitMs}`);
     const db = this.#db;
     this.#statements = {
       append: db.prepare(

@@ -35,7 +35,8 @@ export class SqliteLease implements Lease {
 
   constructor(options: SqliteLeaseOptions) {
     this.#options = options;
-    this.#db = openDatabase(options.file, 'coordinator', options.busyWaitMs);
+    this.#db = openDatabase(options.file, 'coordinator');
+    if (options.busyWaitMs !== undefined) this.#db.pragma(`busy_timeout = ${options.busyWaitMs}`);
     this.#statements = {
       expiresAt: this.#db.prepare('SELECT expires_at FROM lease WHERE id = 1').pluck(),
       acquire: this.#db.prepare(
