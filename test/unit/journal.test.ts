@@ -462,28 +462,37 @@ test.serial(
 /**
  * A coordinator that holds a lease waits only half the lease's TTL for the lock
  * (coordinator/core/lease-timing.ts), so that it gives the lease back before losing it mid-wait.
+ * Serial, like the test above: the write blocks this worker's event loop while it waits, which
+ * would let the purge test's lock holder finish before its purge began.
  */
-test('a journal opened with a shorter busy wait gives up after it, not after 5 s', async (t) => {
-  const directory = mkdtempSync(join(tmpdir(), 'continuum-journal-'));
-  const file = join(directory, 'coordinator.sqlite');
-  const busyWaitMs = leaseBusyWaitMs(600, busyTimeoutMs);
-  t.is(busyWaitMs, 300, 'half of the default TTL');
-  t.is(leaseBusyWaitMs(60_000, busyTimeoutMs), busyTimeoutMs, 'never longer than without a lease');
-  const journal = new SqliteJournal(file, retentionMs, busyWaitMs);
-  t.teardown(() => {
-    journal.close();
-    rmSync(directory, { recursive: true, force: true });
-  });
-  journal.beginTerm('coordinator-1', createdAt);
-  const holder = holdWriteLock(file, { locked: [] }, 2_000);
-  await holder.locked;
-  const startedAt = Date.now();
-  t.throws(() => journal.append([begin(txB, 'short-wait-key-0001')], createdAt), {
-    instanceOf: JournalBusyError,
-  });
-  const waitedMs = Date.now() - startedAt;
-  t.true(waitedMs >= busyWaitMs - 50 && waitedMs < 1_500, `waited ${waitedMs} ms`);
-  t.is(await holder.exited, 0);
-  journal.append([begin(txB, 'short-wait-key-0001')], createdAt);
-  t.is(journal.findById(txB)?.txId, txB, 'written once the lock is free');
-});
+test.serial(
+  'a journal opened with a shorter busy wait gives up after it, not after 5 s',
+  async (t) => {
+    const directory = mkdtempSync(join(tmpdir(), 'continuum-journal-'));
+    const file = join(directory, 'coordinator.sqlite');
+    const busyWaitMs = leaseBusyWaitMs(600, busyTimeoutMs);
+    t.is(busyWaitMs, 300, 'half of the default TTL');
+    t.is(
+      leaseBusyWaitMs(60_000, busyTimeoutMs),
+      busyTimeoutMs,
+      'never longer than without a lease',
+    );
+    const journal = new SqliteJournal(file, retentionMs, busyWaitMs);
+    t.teardown(() => {
+      journal.close();
+      rmSync(directory, { recursive: true, force: true });
+    });
+    journal.beginTerm('coordinator-1', createdAt);
+    const holder = holdWriteLock(file, { locked: [] }, 2_000);
+    await holder.locked;
+    const startedAt = Date.now();
+    t.throws(() => journal.append([begin(txB, 'short-wait-key-0001')], createdAt), {
+      instanceOf: JournalBusyError,
+    });
+    const waitedMs = Date.now() - startedAt;
+    t.true(waitedMs >= busyWaitMs - 50 && waitedMs < 1_500, `waited ${waitedMs} ms`);
+    t.is(await holder.exited, 0);
+    journal.append([begin(txB, 'short-wait-key-0001')], createdAt);
+    t.is(journal.findById(txB)?.txId, txB, 'written once the lock is free');
+  },
+);
