@@ -166,6 +166,7 @@ test('an active coordinator whose write finds the journal locked past the busy t
   const [active, standby] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
   const holder = holdWriteLock(ts.stack.dbFile('coordinator'), { locked: [] }, 7_000);
   await holder.locked;
+  const lockedAt = Date.now();
   const key = 'busy-journal-key-0000001';
   const outcome = await ts.client.makePayment(paymentFor('order-1001'), {
     idempotencyKey: key,
@@ -183,7 +184,14 @@ test('an active coordinator whose write finds the journal locked past the busy t
   }
   t.log(`the payment: ${outcome.outcome}`);
   const busyEnd = /"event":"term-ended".*"reason":"journal busy/;
-  t.true(busyEnd.test(active.logTail(100)), 'the active coordinator ended its term');
+  const ended = active
+    .logTail(200)
+    .split('\n')
+    .find((line) => busyEnd.test(line));
+  t.truthy(ended, 'the active coordinator ended its term');
+  // With a lease it waits half the TTL (300 ms here) for the lock, not the 5 s busy timeout.
+  const endedAt = Date.parse((JSON.parse(ended ?? '{}') as { time?: string }).time ?? '');
+  t.true(endedAt - lockedAt < 2_500, `gave up ${endedAt - lockedAt} ms after the lock`);
   t.is(await holder.exited, 0);
   t.true(active.isRunning() && standby.isRunning(), 'neither coordinator exited');
   t.like(await ts.client.status(key), { txId: outcome.txId, state: outcome.outcome });
