@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   const retentionRisk = keyRetentionRisk(retentionMs);
   if (retentionRisk !== undefined) log.warn('key-retention-short', { retentionMs, retentionRisk });
   const hasLease = leaseInJournal || values['lease-bucket'] !== undefined;
-  const busyWaitMs = hasLease ? leaseBusyWaitMs(leaseTtlMs, busyTimeoutMs) : busyTimeoutMs;
+  const busyWaitMs = leaseBusyWaitMs(hasLease ? leaseTtlMs : undefined, busyTimeoutMs);
   const journal = new SqliteJournal(dbFile, retentionMs, busyWaitMs);
   // Reads the whole journal (recovery reads only the unfinished payments): refuses to start,
   // exit code 1, if the journal and its index disagree.

@@ -12,9 +12,9 @@ export function leaseTimings(ttlMs: number): { standbyPollMs: number; renewMs: n
 }
 
 /**
- * How long a coordinator that holds a lease lets a journal write (a term's start included) wait
- * for another process's write lock, the `busy_timeout` of its connections: half the TTL, and
- * never more than `fullWaitMs`, what a coordinator without a lease waits.
+ * How long a coordinator lets a journal write (a term's start included) wait for another
+ * process's write lock, the `busy_timeout` of its connections: with a lease of `ttlMs`, half the
+ * TTL and never more than `fullWaitMs`; without a lease (undefined), `fullWaitMs`.
  *
  * While a write waits, its process cannot renew the lease (better-sqlite3 blocks the event loop).
  * Half the TTL, after a renewal at most a fifth of the TTL before, ends before the lease expires:
@@ -23,6 +23,6 @@ export function leaseTimings(ttlMs: number): { standbyPollMs: number; renewMs: n
  * term in turn, the later fencing the earlier (docs/failover.md). A single coordinator has nobody
  * to hand over to and waits the whole `fullWaitMs`.
  */
-export function leaseBusyWaitMs(ttlMs: number, fullWaitMs: number): number {
-  return Math.min(fullWaitMs, Math.floor(ttlMs / 2));
+export function leaseBusyWaitMs(ttlMs: number | undefined, fullWaitMs: number): number {
+  return ttlMs === undefined ? fullWaitMs : Math.min(fullWaitMs, Math.floor(ttlMs / 2));
 }

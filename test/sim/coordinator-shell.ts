@@ -136,8 +136,7 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#config = config;
     this.journal = journal;
     this.#lease = lease;
-    this.#busyWaitMs =
-      lease === undefined ? busyTimeoutMs : leaseBusyWaitMs(lease.ttlMs, busyTimeoutMs);
+    this.#busyWaitMs = leaseBusyWaitMs(lease?.ttlMs, busyTimeoutMs);
   }
 
   /** Leading (subscribed to the coordinators' subjects): up, with a term of its own. */

@@ -477,6 +477,7 @@ test.serial(
       busyTimeoutMs,
       'never longer than without a lease',
     );
+    t.is(leaseBusyWaitMs(undefined, busyTimeoutMs), busyTimeoutMs, 'without a lease, all of it');
     const journal = new SqliteJournal(file, retentionMs, busyWaitMs);
     t.teardown(() => {
       journal.close();
