@@ -15,6 +15,7 @@ import { Leadership, type Role } from '../../coordinator/leadership.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import type { LogFields, Logger } from '../../common/log.ts';
 import { beginRecord } from '../helpers/journal-records.ts';
+import { until } from '../helpers/wait.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
 const retentionMs = 60_000;
@@ -67,18 +68,10 @@ function setUp(t: ExecutionContext) {
   return { leadership, other, logged, roles, leaseExpiresAt };
 }
 
-async function until(what: string, holds: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!holds()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 test('an idle leader whose term another began ends it at its next renewal, and leads again after the TTL', async (t) => {
   const { leadership, other, logged, roles, leaseExpiresAt } = setUp(t);
   const running = leadership.run();
-  await until('active', () => roles.some((entry) => entry.role === 'active'));
+  t.true(await until(() => roles.some((entry) => entry.role === 'active'), 3_000), 'active');
   t.deepEqual(roles.at(-1), { role: 'active', epoch: 1 });
   // Another process starts term 2 but holds no lease (its own renewal failed: the lease is ours),
   // so nobody would lead while this idle process kept renewing a lease for term 1.
@@ -87,13 +80,16 @@ test('an idle leader whose term another began ends it at its next renewal, and l
   // Its last renewal came before the fence, up to a renewal interval before: that sets the expiry.
   const expiresAt = leaseExpiresAt();
   t.true(expiresAt > fencedAt, 'the lease was still ours when term 2 began');
-  await until('term 1 ended', () => logged.some((entry) => entry.event === 'term-ended'));
+  t.true(
+    await until(() => logged.some((entry) => entry.event === 'term-ended'), 3_000),
+    'term 1 ended',
+  );
   const ended = logged.find((entry) => entry.event === 'term-ended');
   t.is(ended?.fields['epoch'], 1);
   t.regex(String(ended?.fields['reason']), /^fenced/);
   t.is(leaseExpiresAt(), expiresAt, 'it ended the term instead of renewing the lease for it');
   // It keeps its hands off the lease it still holds; once that expires, it takes it again.
-  await until('a newer term of its own', () => (roles.at(-1)?.epoch ?? 0) > 2);
+  t.true(await until(() => (roles.at(-1)?.epoch ?? 0) > 2, 3_000), 'a newer term of its own');
   t.deepEqual(roles.at(-1), { role: 'active', epoch: 3 });
   t.true(Date.now() >= expiresAt, 'not before the lease expired');
   await leadership.stop();
@@ -145,7 +141,7 @@ test.serial(
       rmSync(directory, { recursive: true, force: true });
     });
     const running = leadership.run();
-    await until('active', () => roles.length > 0);
+    t.true(await until(() => roles.length > 0, 3_000), 'active');
     t.deepEqual(roles, [{ role: 'active', epoch: 1 }]);
     // Another process keeps the write lock past the busy timeout, and lets it go a second later.
     const holder = holdWriteLock(file, { locked: [] }, 6_000);
@@ -156,12 +152,15 @@ test.serial(
         createdAt: Date.now(),
       }),
     );
-    await until('term 1 ended', () => logged.some((entry) => entry.event === 'term-ended'));
+    t.true(
+      await until(() => logged.some((entry) => entry.event === 'term-ended'), 3_000),
+      'term 1 ended',
+    );
     const ended = logged.find((entry) => entry.event === 'term-ended');
     t.is(ended?.fields['epoch'], 1);
     t.regex(String(ended?.fields['reason']), /^journal busy/);
     t.is(journal.findById('01HZX3V2M8Q4J7K9N0P5R6S7T8'), undefined, 'nothing was written');
-    await until('a new term', () => roles.length > 1, 10_000);
+    t.true(await until(() => roles.length > 1, 10_000), 'a new term');
     t.deepEqual(roles, [
       { role: 'active', epoch: 1 },
       { role: 'active', epoch: 2 },
