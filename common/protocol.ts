@@ -215,6 +215,30 @@ export interface DecisionMessage {
 export type ParticipantMessage = PrepareMessage | DecisionMessage;
 
 /**
+ * Several PREPAREs and decisions for one participant in one NATS message: what one coordinator
+ * batch sends it, so that under load a participant receives, and answers, one message per batch
+ * instead of one per transaction. Each element is a whole message, checked on its own.
+ */
+export interface BatchMessage {
+  readonly v: 1;
+  readonly kind: 'batch';
+  readonly messages: readonly (ParticipantMessage & Fenced)[];
+}
+
+/** Most messages one batch carries; with the byte cap below, each element's answer fits too. */
+export const batchMessagesMax = 32;
+
+/**
+ * A participant's answers to some elements of a batch, each under the element's index. Answers
+ * leave when they are ready, so one batch may be answered by several of these.
+ */
+export interface BatchReplies {
+  readonly v: 1;
+  readonly kind: 'replies';
+  readonly replies: readonly { readonly index: number; readonly reply: ParticipantReply }[];
+}
+
+/**
  * The coordinator's term of leadership, stamped on everything it sends to participants and on its
  * status answers. A participant refuses anything from an older term than the newest it has seen:
  * a coordinator that lost its lease (paused, cut off) can then do no harm. See docs/failover.md.
@@ -271,11 +295,25 @@ export function parseMessage(bytes: Uint8Array): Fields {
   } catch {
     throw new ValidationError('message', 'not valid UTF-8 JSON');
   }
+  return asMessage(value);
+}
+
+/** A message's fields: an object of this protocol's version (a batch's elements are too). */
+function asMessage(value: unknown): Fields {
   const fields = asObject(value, 'message');
   if (fields['v'] !== protocolVersion) {
     throw new ValidationError('v', `must be ${protocolVersion}`);
   }
   return fields;
+}
+
+/** A batch's list: 1 to batchMessagesMax elements, each left for its own check. */
+function readList(fields: Fields, key: string): readonly unknown[] {
+  const list = fields[key];
+  if (!Array.isArray(list) || list.length === 0 || list.length > batchMessagesMax) {
+    throw new ValidationError(key, `must be a list of 1 to ${batchMessagesMax}`);
+  }
+  return list;
 }
 
 function asObject(value: unknown, field: string): Fields {
@@ -389,7 +427,27 @@ export function decodeStatusRequest(bytes: Uint8Array): StatusRequest {
 }
 
 export function decodeParticipantMessage(bytes: Uint8Array): ParticipantMessage & Fenced {
+  return readParticipantMessage(parseMessage(bytes));
+}
+
+/**
+ * What arrives on a participant's subject: one PREPARE or decision, or a batch of them whose
+ * elements are left unchecked, so that a bad element spoils only its own answer
+ * (readParticipantMessage checks each). Throws ValidationError if the message as a whole is bad.
+ */
+export type ParticipantDelivery =
+  | { readonly kind: 'single'; readonly message: ParticipantMessage & Fenced }
+  | { readonly kind: 'batch'; readonly elements: readonly unknown[] };
+
+export function decodeParticipantDelivery(bytes: Uint8Array): ParticipantDelivery {
   const fields = parseMessage(bytes);
+  if (fields['kind'] === 'batch') return { kind: 'batch', elements: readList(fields, 'messages') };
+  return { kind: 'single', message: readParticipantMessage(fields) };
+}
+
+/** A PREPARE or decision, alone or a batch's element. */
+export function readParticipantMessage(value: unknown): ParticipantMessage & Fenced {
+  const fields = asMessage(value);
   const kind = readOneOf(fields, ['prepare', 'decision']);
   const txId = readString(fields, 'txId', transactionIdPattern);
   const epoch = readInteger(fields, 'epoch', 1, epochMax);
@@ -411,7 +469,35 @@ function readParticipant(fields: Fields): ParticipantName {
 }
 
 export function decodeParticipantReply(bytes: Uint8Array): ParticipantReply {
+  return readParticipantReply(parseMessage(bytes));
+}
+
+/**
+ * What answers a batch: answers to some of its elements, by index, each left unchecked
+ * (readParticipantReply checks it), or an error that refuses the whole batch.
+ */
+export type ParticipantReplies =
+  | { readonly kind: 'error'; readonly error: ErrorReply }
+  | {
+      readonly kind: 'replies';
+      readonly replies: readonly { readonly index: number; readonly reply: unknown }[];
+    };
+
+export function decodeParticipantReplies(bytes: Uint8Array): ParticipantReplies {
   const fields = parseMessage(bytes);
+  const kind = readOneOf(fields, ['replies', 'error']);
+  if (kind === 'error') return { kind, error: decodeErrorFields(fields) };
+  const replies = readList(fields, 'replies').map((value, at) => {
+    const entry = asObject(value, `replies[${at}]`);
+    const index = readInteger(entry, 'index', 0, batchMessagesMax - 1, `replies[${at}].index`);
+    return { index, reply: entry['reply'] };
+  });
+  return { kind, replies };
+}
+
+/** A vote, acknowledgement or error, alone or a batch's answer. */
+export function readParticipantReply(value: unknown): ParticipantReply {
+  const fields = asMessage(value);
   const kind = readOneOf(fields, ['vote', 'ack', 'error']);
   if (kind === 'error') return decodeErrorFields(fields);
   const txId = readString(fields, 'txId', transactionIdPattern);
@@ -509,6 +595,29 @@ const encoder = new TextEncoder();
 
 export function encodeMessage(message: object): Uint8Array {
   return encoder.encode(JSON.stringify(message));
+}
+
+const batchHead = encoder.encode('{"v":1,"kind":"batch","messages":[');
+const batchTail = encoder.encode(']}');
+const comma = 44;
+
+/**
+ * A BatchMessage of messages already encoded (encodeMessage), without decoding them again: the
+ * coordinator encodes a message once for all the participants it goes to.
+ */
+export function encodeBatch(messages: readonly Uint8Array[]): Uint8Array {
+  let length = batchHead.length + batchTail.length + messages.length - 1;
+  for (const message of messages) length += message.length;
+  const bytes = new Uint8Array(length);
+  bytes.set(batchHead, 0);
+  let at = batchHead.length;
+  messages.forEach((message, index) => {
+    if (index > 0) bytes[at++] = comma;
+    bytes.set(message, at);
+    at += message.length;
+  });
+  bytes.set(batchTail, at);
+  return bytes;
 }
 
 export function errorReply(code: ErrorCode, message: string): ErrorReply {

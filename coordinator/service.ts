@@ -25,7 +25,6 @@ import { createTracer } from '../common/trace.ts';
 import type { Msg, NatsConnection, Subscription } from '../common/nats.ts';
 import {
   clientIdOfSubject,
-  decodeParticipantReply,
   decodePayRequest,
   decodeStatusRequest,
   encodeMessage,
@@ -33,9 +32,11 @@ import {
   subjects,
   type ParticipantMessage,
   type ParticipantName,
+  type ParticipantReply,
 } from '../common/protocol.ts';
 import {
   ParticipantChannel,
+  type Outgoing,
   type ParticipantAnswer,
   type SentMessage,
 } from './adapters/participant-channel.ts';
@@ -365,8 +366,8 @@ export class CoordinatorService {
     const sentPrepare = sends.some((send) => send.message.kind === 'prepare');
     // The mutation must send its decisions before they are written, so it holds none back.
     if (sentPrepare || this.#mutated('send-decision-before-forcing')) {
-      this.#sendAll(this.#decisions.take());
-      this.#sendAll(sends);
+      const held = this.#decisions.take();
+      this.#sendAll(held.length === 0 ? sends : [...held, ...sends]);
     } else {
       this.#decisions.hold(sends);
     }
@@ -430,12 +431,19 @@ export class CoordinatorService {
     }
   }
 
+  /** Sends in order; what goes to one participant leaves as one batch (ParticipantChannel). */
   #sendAll(sends: readonly Send[]): void {
+    const byParticipant = new Map<ParticipantName, Outgoing[]>();
     for (const { participant, message, data } of sends) {
       const { txId } = message;
       const what = message.kind === 'prepare' ? 'prepare' : message.decision;
       this.#trace?.({ step: 'send', peer: participant, txId, what });
-      this.#channel.send(participant, message, data, subjects.participant(participant));
+      let outgoing = byParticipant.get(participant);
+      if (outgoing === undefined) byParticipant.set(participant, (outgoing = []));
+      outgoing.push({ sent: { kind: message.kind, txId }, data });
+    }
+    for (const [participant, outgoing] of byParticipant) {
+      this.#channel.send(participant, outgoing, subjects.participant(participant));
     }
   }
 
@@ -443,7 +451,7 @@ export class CoordinatorService {
   #onAnswer(answer: ParticipantAnswer): void {
     const { participant, sent } = answer;
     if (answer.kind === 'reply') {
-      this.#batcher.enqueue(() => this.#answerInput(participant, sent, answer.data));
+      this.#batcher.enqueue(() => this.#answerInput(participant, sent, answer.read));
       return;
     }
     const { txId } = sent;
@@ -457,13 +465,13 @@ export class CoordinatorService {
   #answerInput(
     participant: ParticipantName,
     sent: SentMessage,
-    data: Uint8Array,
+    read: () => ParticipantReply,
   ): CoordinatorInput {
     const now = this.#options.now();
     const { txId } = sent;
     let failure: string;
     try {
-      const reply = decodeParticipantReply(data);
+      const reply = read();
       if (reply.kind === 'error') {
         failure = `${participant} refused: ${reply.code}: ${reply.message}`;
       } else if (reply.txId !== txId || reply.participant !== participant) {

@@ -17,12 +17,17 @@ import { errorText, type Logger } from '../common/log.ts';
 import { createTracer, type Tracer } from '../common/trace.ts';
 import type { Msg, NatsConnection } from '../common/nats.ts';
 import {
-  decodeParticipantMessage,
+  decodeParticipantDelivery,
   decodeStatusReply,
   encodeMessage,
   errorReply,
+  readParticipantMessage,
   subjects,
+  type BatchReplies,
   type Decision,
+  type Fenced,
+  type ParticipantMessage,
+  type ParticipantReply,
   type Payment,
 } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
@@ -67,6 +72,37 @@ class VotedNo extends Error {
 
 const votedYes: StoredStatus = { status: 'voted-yes' };
 
+/** Where a message's answer goes: its own reply subject, or its place in a batch's answers. */
+type Respond = (reply: ParticipantReply) => void;
+
+/**
+ * The answers to one batch's elements, gathered as they come and sent together by the service's
+ * #sendAnswers: those the handling of one batch of inputs produces leave as one message. An
+ * element answered later (a decision held for the next PREPARE) leaves in a later message.
+ */
+class BatchAnswers {
+  readonly #msg: Msg;
+  readonly #unanswered: Set<BatchAnswers>;
+  #replies: BatchReplies['replies'][number][] = [];
+
+  constructor(msg: Msg, unanswered: Set<BatchAnswers>) {
+    this.#msg = msg;
+    this.#unanswered = unanswered;
+  }
+
+  add(index: number, reply: ParticipantReply): void {
+    this.#replies.push({ index, reply });
+    this.#unanswered.add(this);
+  }
+
+  send(): void {
+    if (this.#replies.length === 0) return;
+    const message: BatchReplies = { v: 1, kind: 'replies', replies: this.#replies };
+    this.#replies = [];
+    this.#msg.respond(encodeMessage(message));
+  }
+}
+
 /** Finished transactions forgotten per purge transaction, so one purge never blocks for long. */
 const purgeChunkMax = 1_000;
 
@@ -76,7 +112,9 @@ export class ParticipantService {
   readonly #db: SqliteDatabase;
   readonly #barrier;
   readonly #batcher = new InputBatcher<ParticipantInput>((inputs) => this.#flush(inputs));
-  readonly #pending = new PendingRequests<Msg>();
+  readonly #pending = new PendingRequests<Respond>();
+  /** Batches with answers gathered and not sent yet; sent before the turn's work ends. */
+  readonly #unanswered = new Set<BatchAnswers>();
   readonly #timer: DeadlineTimer;
   readonly #trace: Tracer | undefined;
   /** The newest coordinator term seen; durable in the `fence` table. */
@@ -167,15 +205,40 @@ export class ParticipantService {
     return true;
   }
 
+  /**
+   * A PREPARE or decision, alone or a batch of them. A batch's elements are checked one by one, so
+   * a bad element is answered with its error and the others go ahead.
+   */
   #onMessage(msg: Msg): void {
-    let message;
+    let delivery;
     try {
-      message = decodeParticipantMessage(msg.data);
+      delivery = decodeParticipantDelivery(msg.data);
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       msg.respond(encodeMessage(errorReply(error.code, error.message)));
       return;
     }
+    if (delivery.kind === 'single') {
+      this.#receive(delivery.message, (reply) => msg.respond(encodeMessage(reply)));
+      return;
+    }
+    const answers = new BatchAnswers(msg, this.#unanswered);
+    delivery.elements.forEach((element, index) => {
+      const respond: Respond = (reply) => answers.add(index, reply);
+      let message;
+      try {
+        message = readParticipantMessage(element);
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        respond(errorReply(error.code, error.message));
+        return;
+      }
+      this.#receive(message, respond);
+    });
+    this.#sendAnswers();
+  }
+
+  #receive(message: ParticipantMessage & Fenced, respond: Respond): void {
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace?.({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
     if (!this.#admitEpoch(message.epoch)) {
@@ -186,10 +249,10 @@ export class ParticipantService {
         txId: message.txId,
         what: 'stale epoch',
       });
-      msg.respond(encodeMessage(errorReply('stale-epoch', text)));
+      respond(errorReply('stale-epoch', text));
       return;
     }
-    const requestRef = this.#pending.register(msg);
+    const requestRef = this.#pending.register(respond);
     this.#batcher.enqueue(() => ({
       kind: 'message-received',
       now: this.#options.now(),
@@ -202,6 +265,12 @@ export class ParticipantService {
           ? votedYes
           : this.#storedStatus(message.txId),
     }));
+  }
+
+  /** Publishes the batches' answers gathered so far, one message per batch. */
+  #sendAnswers(): void {
+    for (const answers of this.#unanswered) answers.send();
+    this.#unanswered.clear();
   }
 
   #flush(inputs: readonly (() => ParticipantInput)[]): void {
@@ -229,8 +298,7 @@ export class ParticipantService {
     const results = local.length === 0 ? [] : this.#runLocally(local);
     for (const effect of effects) {
       if (effect.kind === 'reply') {
-        const msg = this.#pending.take(effect.requestRef);
-        msg?.respond(encodeMessage(effect.reply));
+        this.#pending.take(effect.requestRef)?.(effect.reply);
         const { reply } = effect;
         if (reply.kind !== 'error') {
           const what = reply.kind === 'vote' ? `vote ${reply.vote}` : `ack ${reply.decision}`;
@@ -244,6 +312,8 @@ export class ParticipantService {
     const followUps: ParticipantEffect[] = [];
     for (const result of results) followUps.push(...this.#machine.step(result));
     if (followUps.length > 0) this.#execute(followUps);
+    // After the follow-ups, so that a batch's answers from both leave in one message.
+    this.#sendAnswers();
     this.#armTimer();
   }
 

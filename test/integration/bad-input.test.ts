@@ -11,9 +11,11 @@ import type { ExecutionContext } from 'ava';
 import type { ErrorCode } from '../../common/errors.ts';
 import { connectNats } from '../../common/nats.ts';
 import {
+  decodeParticipantReplies,
   decodeParticipantReply,
   decodePayReply,
   decodeStatusReply,
+  encodeBatch,
   encodeMessage,
   messageBytesMax,
   orderLineCountMax,
@@ -500,6 +502,58 @@ test.serial(
     );
   },
 );
+
+test.serial("bank: a batch's bad element gets its own error and the others go ahead", async (t) => {
+  const abortTx = '01HZX3V2M8Q4J7K9N0P5R6S7A3';
+  const prepareTx = '01HZX3V2M8Q4J7K9N0P5R6S7A4';
+  const batch = encodeBatch([
+    encodeMessage({ ...validDecision, txId: abortTx }),
+    encodeMessage({ ...validDecision, decision: 'maybe' }),
+    // The bank does not know this payer, so it votes NO and holds nothing.
+    encodeMessage({ ...validPrepare, txId: prepareTx, payment: nobodyPayment }),
+  ]);
+  const nats = await connectNats({ servers: ts.stack.natsUrls, name: 'batch-sender' });
+  const answers: { index: number; reply: unknown }[][] = [];
+  try {
+    const inbox = `batch-test.${prepareTx}`;
+    nats.subscribe(inbox, {
+      callback: (_error, msg) => {
+        const decoded = decodeParticipantReplies(msg.data);
+        if (decoded.kind === 'replies') answers.push([...decoded.replies]);
+      },
+    });
+    nats.publish(bankSubject, batch, { reply: inbox });
+    const answered = (): number => answers.flat().length;
+    t.true(await until(() => answered() >= 3, 5_000), 'every element answered');
+    await nats.flush();
+  } finally {
+    await nats.close();
+  }
+  const byIndex = new Map(answers.flat().map(({ index, reply }) => [index, reply]));
+  t.deepEqual(byIndex.get(0), {
+    v: 1,
+    kind: 'ack',
+    txId: abortTx,
+    participant: 'bank',
+    decision: 'abort',
+  });
+  t.like(byIndex.get(1), { kind: 'error', code: 'invalid-request' });
+  t.deepEqual(byIndex.get(2), {
+    v: 1,
+    kind: 'vote',
+    txId: prepareTx,
+    participant: 'bank',
+    vote: 'no',
+    reason: 'unknown payer account',
+  });
+  // The bad element's error leaves at once; the ABORT and the PREPARE share one SQLite
+  // transaction, and their answers one message.
+  t.deepEqual(
+    answers.map((message) => message.map(({ index }) => index).sort()),
+    [[1], [0, 2]],
+  );
+  t.deepEqual(ts.query('bank', 'SELECT * FROM holds WHERE tx_id = ?', prepareTx), []);
+});
 
 test.serial('bad input left nothing in the journal and every process running', (t) => {
   t.is(countRows('payments'), paymentsAtStart);

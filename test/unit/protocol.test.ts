@@ -11,9 +11,14 @@ import {
   amountMinorMax,
   clientIdOfSubject,
   clientIdPattern,
+  batchMessagesMax,
   clientInboxPrefix,
+  decodeParticipantDelivery,
   decodeParticipantMessage,
+  decodeParticipantReplies,
   decodeParticipantReply,
+  encodeBatch,
+  encodeMessage,
   decodePayReply,
   decodePayRequest,
   decodeStatusReply,
@@ -21,6 +26,8 @@ import {
   messageBytesMax,
   orderLineCountMax,
   paymentFingerprint,
+  readParticipantMessage,
+  readParticipantReply,
   subjects,
 } from '../../common/protocol.ts';
 import type { OrderLine, Payment, PayRequest } from '../../common/protocol.ts';
@@ -434,6 +441,101 @@ test('a decision message rejects an unknown decision, naming the decision field'
     const bytes = bytesOf({ v: 1, kind: 'decision', txId, decision, epoch: 3 });
     rejects(t, decodeParticipantMessage, bytes, 'decision');
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Batches: several PREPAREs and decisions for one participant in one message, and their answers.
+
+const prepare = { v: 1, kind: 'prepare', txId, payment, epoch: 3 };
+const commit = { v: 1, kind: 'decision', txId, decision: 'commit', epoch: 3 };
+
+test('a batch encoded from encoded messages decodes to the same messages, element by element', (t) => {
+  const bytes = encodeBatch([encodeMessage(commit), encodeMessage(prepare)]);
+  t.deepEqual(JSON.parse(new TextDecoder().decode(bytes)), {
+    v: 1,
+    kind: 'batch',
+    messages: [commit, prepare],
+  });
+  const delivery = decodeParticipantDelivery(bytes);
+  if (delivery.kind !== 'batch') return t.fail('not a batch');
+  t.deepEqual(delivery.elements.map(readParticipantMessage), [commit, prepare]);
+});
+
+test('a message alone is delivered checked, as decodeParticipantMessage decodes it', (t) => {
+  t.deepEqual(decodeParticipantDelivery(bytesOf(prepare)), { kind: 'single', message: prepare });
+  rejects(t, decodeParticipantDelivery, bytesOf({ ...prepare, txId: 'tx-1' }), 'txId');
+  rejects(t, decodeParticipantDelivery, bytesOf({ ...prepare, kind: 'refund' }), 'kind');
+});
+
+test('a batch holds 1 to batchMessagesMax elements', (t) => {
+  const batch = (messages: unknown) => bytesOf({ v: 1, kind: 'batch', messages });
+  for (const messages of [[], undefined, commit, Array(batchMessagesMax + 1).fill(commit)]) {
+    rejects(t, decodeParticipantDelivery, batch(messages), 'messages');
+  }
+  const full = decodeParticipantDelivery(batch(Array(batchMessagesMax).fill(commit)));
+  t.is(full.kind === 'batch' ? full.elements.length : 0, batchMessagesMax);
+  rejects(t, decodeParticipantDelivery, bytesOf({ v: 2, kind: 'batch', messages: [commit] }), 'v');
+});
+
+test("a batch's elements are left for their own check, which refuses a bad one", (t) => {
+  const bytes = bytesOf({ v: 1, kind: 'batch', messages: [commit, { ...prepare, v: 2 }, 7] });
+  const delivery = decodeParticipantDelivery(bytes);
+  if (delivery.kind !== 'batch') return t.fail('not a batch');
+  const [good, badVersion, notObject] = delivery.elements;
+  t.deepEqual(readParticipantMessage(good), commit);
+  t.is(
+    t.throws(() => readParticipantMessage(badVersion), { instanceOf: ValidationError }).field,
+    'v',
+  );
+  t.is(
+    t.throws(() => readParticipantMessage(notObject), { instanceOf: ValidationError }).field,
+    'message',
+  );
+});
+
+test("a batch's answers come by index, each left for its own check", (t) => {
+  const yes = { v: 1, kind: 'vote', txId, participant: 'bank', vote: 'yes' };
+  const bad = { ...yes, vote: 'perhaps' };
+  const decoded = decodeParticipantReplies(
+    bytesOf({
+      v: 1,
+      kind: 'replies',
+      replies: [
+        { index: 1, reply: yes },
+        { index: 0, reply: bad },
+      ],
+    }),
+  );
+  if (decoded.kind !== 'replies') return t.fail('not replies');
+  t.deepEqual(
+    decoded.replies.map(({ index }) => index),
+    [1, 0],
+  );
+  t.deepEqual(readParticipantReply(decoded.replies[0]?.reply), yes);
+  const error = t.throws(() => readParticipantReply(decoded.replies[1]?.reply), {
+    instanceOf: ValidationError,
+  });
+  t.is(error.field, 'vote');
+});
+
+test('an error refuses a whole batch; answers with a bad index or shape are refused', (t) => {
+  const error = { v: 1, kind: 'error', code: 'payload-too-large', message: 'too big' };
+  t.deepEqual(decodeParticipantReplies(bytesOf(error)), { kind: 'error', error });
+  const replies = (list: unknown) => bytesOf({ v: 1, kind: 'replies', replies: list });
+  const reply = { v: 1, kind: 'ack', txId, participant: 'bank', decision: 'commit' };
+  for (const index of [-1, batchMessagesMax, 1.5, '0', undefined]) {
+    rejects(t, decodeParticipantReplies, replies([{ index, reply }]), 'replies[0].index');
+  }
+  rejects(t, decodeParticipantReplies, replies([{ index: 0, reply }, null]), 'replies[1]');
+  rejects(t, decodeParticipantReplies, replies([]), 'replies');
+  rejects(t, decodeParticipantReplies, bytesOf({ ...error, kind: 'vote' }), 'kind');
+  rejects(
+    t,
+    decodeParticipantReplies,
+    new Uint8Array(messageBytesMax + 1),
+    'message',
+    'payload-too-large',
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
