@@ -4,12 +4,24 @@
  * sides. Its figures go into docs/performance.md, so they are checked here.
  */
 import test from 'ava';
-import { boundRatio, checkTargets, ratiosByConcurrency } from '../../bench/throughput-report.ts';
+import {
+  boundRatio,
+  checkTargets,
+  messageRatio,
+  ratiosByConcurrency,
+} from '../../bench/throughput-report.ts';
 import { levelName, type LevelSpec, type ThroughputResult } from '../../bench/throughput.ts';
 
-function level(spec: LevelSpec, committedPerSecond: number) {
+function level(spec: LevelSpec, committedPerSecond: number, inMsgs = 14) {
   const latency = { p50Ms: 1, p95Ms: 1, p99Ms: 1, maxMs: 1 };
-  return { ...spec, name: levelName(spec), committedPerSecond, window: { latency } };
+  const natsPerPayment = { inMsgs, outMsgs: inMsgs, bytes: 0 };
+  return {
+    ...spec,
+    name: levelName(spec),
+    committedPerSecond,
+    window: { latency },
+    natsPerPayment,
+  };
 }
 
 function echo(concurrency: number, requestRepliesPerSecond: number) {
@@ -29,7 +41,7 @@ function result(): ThroughputResult {
     levels: [
       level({ loop: 'closed', variant: 'all-commit', load: 64 }, 3_000),
       level({ loop: 'closed', variant: 'all-commit', load: 256 }, 4_800),
-      level({ loop: 'closed', variant: 'all-commit', load: 1_024 }, 6_100),
+      level({ loop: 'closed', variant: 'all-commit', load: 1_024 }, 6_100, 2.5),
       // Neither the NO variant nor an open loop is the peak, however fast.
       level({ loop: 'closed', variant: 'no-10pct', load: 1_024 }, 9_000),
       level({ loop: 'open', variant: 'all-commit', load: 1_000 }, 9_500),
@@ -69,4 +81,16 @@ test('the ratio is not checked unless payments ran at every concurrency the echo
   const targets = checkTargets({ ...partial, levels }).map((c) => c.target);
   t.false(targets.some((target) => target.startsWith('ratio')));
   t.true(targets.includes('≥ 2,500 committed/s at c=64'));
+});
+
+test("by messages, the echo's messages are divided by the peak's messages per payment", (t) => {
+  // 70,000 request/replies/s are 140,000 messages into the server; at 2.5 a payment, 56,000/s.
+  t.deepEqual(messageRatio(result()), { inMsgs: 2.5, paymentsPerSecond: 56_000, ratio: 0.11 });
+  const partial = result();
+  const unbatched = partial.levels.map((l) => ({
+    ...l,
+    natsPerPayment: { ...l.natsPerPayment, inMsgs: 14 },
+  }));
+  // One message per request/reply: the same as the ratio by request/replies.
+  t.is(messageRatio({ ...partial, levels: unbatched })?.ratio, boundRatio(partial));
 });
