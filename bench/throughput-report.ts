@@ -221,7 +221,7 @@ function byMessages(result: ThroughputResult): string[] {
   const { inMsgs, paymentsPerSecond, ratio } = byMessage;
   return [
     `  by NATS messages: the peak's payments took ${inMsgs.toFixed(1)} messages each into the ` +
-      `server (14 one message per request/reply), so the echo's messages would carry ` +
+      `server (14 with one message per request/reply), so the echo's messages would carry ` +
       `${thousands(paymentsPerSecond)} payments/s: ratio ${ratio}`,
   ];
 }
