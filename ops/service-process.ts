@@ -67,6 +67,13 @@ export class ServiceProcess {
     return this.#child?.pid;
   }
 
+  /** How the last process exited (`exit 1`, `signal SIGKILL`), or undefined while it runs. */
+  get exitStatus(): string | undefined {
+    const child = this.#child;
+    if (child === undefined || this.isRunning()) return undefined;
+    return child.signalCode === null ? `exit ${child.exitCode}` : `signal ${child.signalCode}`;
+  }
+
   isRunning(): boolean {
     return (
       this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null

@@ -255,7 +255,11 @@ test('a service that died with no fault to account for it is caught', (t) => {
     f: 'unexpected-exit',
     process: 'nemesis',
     time: 0,
-    value: { target: 'coordinator-2', log: '{"event":"fatal","error":"JournalCorruptError: …"}' },
+    value: {
+      target: 'coordinator-2',
+      exit: 'exit 1',
+      log: '{"event":"fatal","error":"JournalCorruptError: …"}',
+    },
     error: null,
   });
   const violations = checkHistory(events.index(), snapshot([], undefined), ok);
@@ -264,6 +268,7 @@ test('a service that died with no fault to account for it is caught', (t) => {
     ['crash'],
   );
   t.true(violations[0]?.message.includes('JournalCorruptError'));
+  t.true(violations[0]?.message.includes('(exit 1)'), 'it says how the service exited');
 });
 
 /** Migrated, seeded databases as the services would leave them, in a temp dir. */

@@ -223,15 +223,25 @@ export class HistoryIndex {
   readonly keys = new Map<string, KeyHistory>();
   readonly faults: FaultSpan[] = [];
   /** Services that died with no fault to account for them (the nemesis's supervisor saw it). */
-  readonly crashes: { readonly index: number; readonly target: string; readonly log: string }[] =
-    [];
+  readonly crashes: {
+    readonly index: number;
+    readonly target: string;
+    /** How it exited (`exit 1`, `signal SIGKILL`), where the history says. */
+    readonly exit: string;
+    readonly log: string;
+  }[] = [];
   readonly #openFaults = new Map<number, FaultSpan>();
 
   add(event: HistoryEvent): void {
     if (event.process === 'nemesis') {
       if (event.f === 'unexpected-exit') {
-        const { target, log } = event.value;
-        this.crashes.push({ index: event.index, target: text(target), log: text(log) });
+        const { target, exit, log } = event.value;
+        this.crashes.push({
+          index: event.index,
+          target: text(target),
+          exit: text(exit),
+          log: text(log),
+        });
       } else {
         this.#addFault(event);
       }
@@ -413,7 +423,9 @@ export function checkHistory(
     const last = lines.findLast((line) => /^\w*Error\b|"fatal"/.test(line)) ?? 'see its log';
     violations.push({
       kind: 'crash',
-      message: `${crash.target} died with no fault to account for it: ${last.slice(0, 300)}`,
+      message:
+        `${crash.target} died with no fault to account for it` +
+        `${crash.exit === '' ? '' : ` (${crash.exit})`}: ${last.slice(0, 300)}`,
       lines: [crash.index],
     });
   }

@@ -497,7 +497,8 @@ export class Nemesis {
           if (service.isRunning()) continue;
           this.unexpectedExits.push({ name, time: history.now() });
           const tail = service.logTail(30);
-          history.append('info', 'unexpected-exit', 'nemesis', { target: name, log: tail });
+          const exit = service.exitStatus ?? 'unknown';
+          history.append('info', 'unexpected-exit', 'nemesis', { target: name, exit, log: tail });
           await restart(service);
         } finally {
           this.#busy.delete(resource);
