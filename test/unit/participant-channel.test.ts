@@ -132,6 +132,16 @@ function elementsOf(msg: Msg) {
   return delivery.elements.map(readParticipantMessage);
 }
 
+/** A channel that has sent the stand-in bank two COMMITs, and the batch they arrived in. */
+async function twoCommitsSent() {
+  const received = await standInBank();
+  const { channel, answers } = await openChannel();
+  const [a, b] = [txId(), txId()];
+  channel.send('bank', [commit(a), commit(b)], bankSubject);
+  await waitFor(() => received.length === 1, 'the batch arrives');
+  return { channel, answers, a, b, batch: at(received, 0) };
+}
+
 function summary(answer: ParticipantAnswer | undefined): string {
   if (answer === undefined) return 'none';
   const { kind, sent } = answer;
@@ -201,26 +211,18 @@ test.serial(
 );
 
 test.serial('an error for the whole batch answers every element with it', async (t) => {
-  const received = await standInBank();
-  const { channel, answers } = await openChannel();
-  const [a, b] = [txId(), txId()];
-  channel.send('bank', [commit(a), commit(b)], bankSubject);
-  await waitFor(() => received.length === 1, 'the batch arrives');
-  at(received, 0).respond(encodeMessage(errorReply('payload-too-large', 'too big')));
+  const { channel, answers, a, b, batch } = await twoCommitsSent();
+  batch.respond(encodeMessage(errorReply('payload-too-large', 'too big')));
   await waitFor(() => answers.length === 2, 'both answered');
   t.deepEqual(answers.map(summary), [`reply decision ${a}: error`, `reply decision ${b}: error`]);
   channel.close();
 });
 
 test.serial("an unreadable answer is every waiting element's unreadable reply", async (t) => {
-  const received = await standInBank();
-  const { channel, answers } = await openChannel();
-  const [a, b] = [txId(), txId()];
-  channel.send('bank', [commit(a), commit(b)], bankSubject);
-  await waitFor(() => received.length === 1, 'the batch arrives');
-  respond(at(received, 0), [{ index: 0, reply: ack(a) }]);
+  const { channel, answers, a, b, batch } = await twoCommitsSent();
+  respond(batch, [{ index: 0, reply: ack(a) }]);
   await waitFor(() => answers.length === 1, 'the first answered');
-  at(received, 0).respond(new TextEncoder().encode('{"v":1,"kind":"replies"'));
+  batch.respond(new TextEncoder().encode('{"v":1,"kind":"replies"'));
   await waitFor(() => answers.length === 2, 'the second answered');
   t.deepEqual(answers.map(summary), [
     `reply decision ${a}: ack`,
@@ -230,19 +232,15 @@ test.serial("an unreadable answer is every waiting element's unreadable reply", 
 });
 
 test.serial('an element left unanswered times out once; its late answer is dropped', async (t) => {
-  const received = await standInBank();
-  const { channel, answers } = await openChannel();
-  const [a, b] = [txId(), txId()];
-  channel.send('bank', [commit(a), commit(b)], bankSubject);
-  await waitFor(() => received.length === 1, 'the batch arrives');
-  respond(at(received, 0), [{ index: 0, reply: ack(a) }]);
+  const { channel, answers, a, b, batch } = await twoCommitsSent();
+  respond(batch, [{ index: 0, reply: ack(a) }]);
   await waitFor(() => answers.length === 2, 'the second times out', timeoutMs * 10);
   t.deepEqual(answers.map(summary), [
     `reply decision ${a}: ack`,
     `failed decision ${b}: timeout after ${timeoutMs} ms`,
   ]);
   // The batch is forgotten once each element has settled: a late answer finds nothing.
-  respond(at(received, 0), [{ index: 1, reply: ack(b) }]);
+  respond(batch, [{ index: 1, reply: ack(b) }]);
   await new Promise((resolve) => setTimeout(resolve, timeoutMs * 2));
   t.is(answers.length, 2);
   channel.close();
