@@ -215,17 +215,13 @@ export interface DecisionMessage {
 export type ParticipantMessage = PrepareMessage | DecisionMessage;
 
 /**
- * Several PREPAREs and decisions for one participant in one NATS message: what one coordinator
- * batch sends it, so that under load a participant receives, and answers, one message per batch
- * instead of one per transaction. Each element is a whole message, checked on its own.
+ * Most messages one batch carries. A batch, `{ v: 1, kind: 'batch', messages: [...] }`, is several
+ * PREPAREs and decisions for one participant in one NATS message (encodeBatch): what one turn of
+ * the coordinator sends it, so that under load a participant receives, and answers, one message
+ * per turn instead of one per transaction. Each element is a whole message, checked on its own.
+ * With this count, and the coordinator's byte cap on a batch, the answers to every element fit
+ * in one message too.
  */
-export interface BatchMessage {
-  readonly v: 1;
-  readonly kind: 'batch';
-  readonly messages: readonly (ParticipantMessage & Fenced)[];
-}
-
-/** Most messages one batch carries; with the byte cap below, each element's answer fits too. */
 export const batchMessagesMax = 32;
 
 /**
@@ -602,8 +598,8 @@ const batchTail = encoder.encode(']}');
 const comma = 44;
 
 /**
- * A BatchMessage of messages already encoded (encodeMessage), without decoding them again: the
- * coordinator encodes a message once for all the participants it goes to.
+ * A batch (see batchMessagesMax) of messages already encoded (encodeMessage), without decoding
+ * them again: the coordinator encodes a message once for all the participants it goes to.
  */
 export function encodeBatch(messages: readonly Uint8Array[]): Uint8Array {
   let length = batchHead.length + batchTail.length + messages.length - 1;

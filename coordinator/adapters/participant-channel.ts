@@ -237,21 +237,21 @@ export class ParticipantChannel {
     const batch = this.#batches.get(id);
     if (batch === undefined || batch.participant !== participant) return;
     const { onAnswer } = this.#options;
+    if (noResponders) {
+      for (const sent of this.#openElements(batch)) {
+        this.#settle(keyOf(participant, sent));
+        onAnswer({ kind: 'failed', participant, sent, error: 'no responders' });
+      }
+      return;
+    }
     let decoded;
     try {
-      decoded = noResponders ? undefined : decodeParticipantReplies(data);
+      decoded = decodeParticipantReplies(data);
     } catch (error) {
       // Unreadable as a whole: every element still waiting gets the error as its reply.
       this.#answerAll(batch, () => {
         throw error;
       });
-      return;
-    }
-    if (decoded === undefined) {
-      for (const sent of this.#openElements(batch)) {
-        this.#settle(keyOf(participant, sent));
-        onAnswer({ kind: 'failed', participant, sent, error: 'no responders' });
-      }
       return;
     }
     if (decoded.kind === 'error') {
