@@ -238,10 +238,12 @@ export class ParticipantChannel {
     if (batch === undefined || batch.participant !== participant) return;
     const { onAnswer } = this.#options;
     if (noResponders) {
-      for (const sent of this.#openElements(batch)) {
-        this.#settle(keyOf(participant, sent));
-        onAnswer({ kind: 'failed', participant, sent, error: 'no responders' });
-      }
+      this.#answerOpen(batch, (sent) => ({
+        kind: 'failed',
+        participant,
+        sent,
+        error: 'no responders',
+      }));
       return;
     }
     let decoded;
@@ -249,14 +251,15 @@ export class ParticipantChannel {
       decoded = decodeParticipantReplies(data);
     } catch (error) {
       // Unreadable as a whole: every element still waiting gets the error as its reply.
-      this.#answerAll(batch, () => {
+      const read = (): never => {
         throw error;
-      });
+      };
+      this.#answerOpen(batch, (sent) => ({ kind: 'reply', participant, sent, read }));
       return;
     }
     if (decoded.kind === 'error') {
       const { error } = decoded;
-      this.#answerAll(batch, () => error);
+      this.#answerOpen(batch, (sent) => ({ kind: 'reply', participant, sent, read: () => error }));
       return;
     }
     for (const { index, reply } of decoded.replies) {
@@ -267,12 +270,11 @@ export class ParticipantChannel {
     }
   }
 
-  /** Gives every element of the batch still waiting the same reply. */
-  #answerAll(batch: Batch, read: () => ParticipantReply): void {
-    const { participant } = batch;
+  /** Settles every element of the batch still waiting under it, with the answer made for it. */
+  #answerOpen(batch: Batch, answerFor: (sent: SentMessage) => ParticipantAnswer): void {
     for (const sent of this.#openElements(batch)) {
-      this.#settle(keyOf(participant, sent));
-      this.#options.onAnswer({ kind: 'reply', participant, sent, read });
+      this.#settle(keyOf(batch.participant, sent));
+      this.#options.onAnswer(answerFor(sent));
     }
   }
 
