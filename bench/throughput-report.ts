@@ -114,6 +114,13 @@ function transactionMs(level: LevelResult): string {
   return `${coordinator.toFixed(2)}/${Math.max(bank, vendor, customer).toFixed(2)}`;
 }
 
+/** The stack's unmeasured warm-up before the first level; results from before it had none. */
+function stackWarmup(settings: ThroughputResult['settings']): string {
+  const ms = settings['stackWarmupMs'];
+  if (typeof ms !== 'number') return '';
+  return `stack warmed up at concurrency ${String(settings['stackWarmupConcurrency'])} for ${ms / 1_000} s; `;
+}
+
 function levelRow(level: LevelResult): string {
   const { latency } = level.window;
   const cpu = processNames.map((name) => pad(level.cpu[name].percent, 6)).join('');
@@ -158,7 +165,7 @@ export function formatResult(result: ThroughputResult): string[] {
     `Continuum throughput: commit ${machine.commit}, ${machine.cores} cores (${machine.cpuModel}), ` +
       `load ${machine.loadAverage1m} at the start, ${result.loadAverageEnd} at the end`,
     `one nats-server node ${machine.natsServer} on loopback; durability on (WAL, synchronous=FULL); ` +
-      `warm-up ${Number(result.settings['warmupMs']) / 1_000} s, ${Number(result.settings['measureMs']) / 1_000} s per level`,
+      `${stackWarmup(result.settings)}warm-up ${Number(result.settings['warmupMs']) / 1_000} s, ${Number(result.settings['measureMs']) / 1_000} s per level`,
     '',
     `messaging bound: ${thousands(messaging.requestRepliesPerSecond)} request/replies/s ` +
       `(${messaging.echoProcesses} echo processes, ${messaging.payloadBytes}-byte messages, best of ` +

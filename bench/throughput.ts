@@ -207,13 +207,36 @@ export function selectLevels(only: readonly string[] | undefined): LevelSpec[] {
   return specs.filter((_spec, index) => only.some((text) => names[index]?.includes(text)));
 }
 
+const fullTiming = {
+  warmupMs: 3_000,
+  measureMs: 10_000,
+  stackWarmupMs: 10_000,
+  echoWarmupMs: 1_000,
+  echoMs: 5_000,
+  sqliteMs: 3_000,
+} as const;
+const quickTiming = {
+  warmupMs: 1_000,
+  measureMs: 3_000,
+  stackWarmupMs: 2_000,
+  echoWarmupMs: 500,
+  echoMs: 2_000,
+  sqliteMs: 1_000,
+} as const;
+
+/**
+ * The concurrency of the stack's warm-up before the first level. Started cold, the services'
+ * V8 is still compiling their hot paths seconds into the first level (one client): in one run a
+ * participant's background compiler threads took 17 % of its CPU in that level's window, 6 %
+ * after a warm-up at this concurrency (docs/performance.md, "What changed", seventh round).
+ */
+export const stackWarmupConcurrency = 16;
+
 /** Payments per second no level is expected to exceed; orders are made for this many. */
 const closedRateCeiling = 8_000;
 
 export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
-  const timing = options.quick
-    ? { warmupMs: 1_000, measureMs: 3_000, echoWarmupMs: 500, echoMs: 2_000, sqliteMs: 1_000 }
-    : { warmupMs: 3_000, measureMs: 10_000, echoWarmupMs: 1_000, echoMs: 5_000, sqliteMs: 3_000 };
+  const timing = options.quick ? quickTiming : fullTiming;
   const specs = selectLevels(options.only);
   const machine = machineInfo();
   watchGc();
@@ -239,6 +262,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     // event loop blocked. Inside a level's snapshot that stall would hold back the open loop's
     // arrivals and release them as a burst at the window's start, so take it here, unmeasured.
     await bench.snapshot('start');
+    await bench.warmUp(timing.stackWarmupMs);
     const levels: LevelResult[] = [];
     for (const spec of specs) levels.push(await bench.level(spec, timing));
     const violations = await bench.check();
@@ -250,6 +274,8 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
         flags: 'service defaults',
         warmupMs: timing.warmupMs,
         measureMs: timing.measureMs,
+        stackWarmupMs: timing.stackWarmupMs,
+        stackWarmupConcurrency,
         quick: options.quick,
         profiled: options.profileDirectory !== undefined,
       },
@@ -336,6 +362,26 @@ export class BenchRun {
   async close(): Promise<void> {
     await this.#client.close();
     await this.#probe.drain();
+  }
+
+  /**
+   * Payments at `stackWarmupConcurrency` for `ms`, measured by nothing: the services' compilers
+   * reach the hot paths before the first level, as they have in a service that has been running.
+   */
+  async warmUp(ms: number): Promise<void> {
+    await this.provide('all-commit', Math.ceil((closedRateCeiling * ms) / 1_000));
+    progress(
+      `warm-up: the stack at concurrency ${stackWarmupConcurrency} for ${ms / 1_000} s, unmeasured`,
+    );
+    const source = this.paymentSource('all-commit');
+    await closedLoop({
+      client: this.#client,
+      nextPayment: source,
+      concurrency: stackWarmupConcurrency,
+      warmupMs: ms,
+      measureMs: 0,
+      onWindow: async () => {},
+    });
   }
 
   /** Makes sure enough orders are open for `count` payments of a variant, once all is settled. */
