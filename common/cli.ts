@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.ts';
+import { errorText } from './log.ts';
 
 /**
  * Node's `parseArgs` for every command line of the project (services, `pay`, bench, sim, chaos):
@@ -97,26 +98,49 @@ export function natsUrlsFlag(values: Record<string, string | undefined>): string
 /**
  * When started by a launcher (ops/service-process.ts), leaves with it: the launcher holds our
  * stdin open, and it closes only when the launcher is gone, however it died. A test run that is
- * killed outright then leaves no service behind.
+ * killed outright then leaves no service behind. Either way out says why in the log first.
  */
 function exitWithParent(): void {
   if (process.env['CONTINUUM_EXIT_WITH_PARENT'] !== '1') return;
-  process.stdin.on('end', () => process.exit(0));
-  process.stdin.on('error', () => process.exit(0));
+  process.stdin.on('end', () => {
+    logLine('warn', 'launcher-gone', { why: 'stdin closed' });
+    process.exit(0);
+  });
+  process.stdin.on('error', (error) => {
+    logLine('warn', 'launcher-gone', { why: `stdin failed: ${errorText(error)}` });
+    process.exit(0);
+  });
   process.stdin.resume();
 }
 
-/** Runs a service's main, turning a configuration error into one clear line and exit code 2. */
-export function runMain(main: () => Promise<void> | void): void {
+/**
+ * One log line on stderr (common/log.ts's format), written at once: stderr is synchronous for
+ * files and pipes, so the line is out before an exit that follows it.
+ */
+function logLine(level: string, event: string, fields: Record<string, unknown>): void {
+  const time = new Date().toISOString();
+  process.stderr.write(`${JSON.stringify({ time, level, event, ...fields })}\n`);
+}
+
+/**
+ * Runs a service's main, turning a configuration error into one clear line and exit code 2.
+ * A service's every exit but a signal's leaves an `exit` line with its code as its log's last;
+ * a one-shot command's (`kind: 'command'`) does not.
+ */
+export function runMain(
+  main: () => Promise<void> | void,
+  kind: 'service' | 'command' = 'service',
+): void {
+  if (kind === 'service') {
+    process.on('exit', (code) => logLine(code === 0 ? 'info' : 'error', 'exit', { code }));
+  }
   exitWithParent();
   Promise.resolve()
     .then(main)
     .catch((error: unknown) => {
       const name = error instanceof Error ? error.name : 'Error';
       const message = error instanceof Error ? error.message : String(error);
-      process.stderr.write(
-        `${JSON.stringify({ level: 'fatal', event: 'start-failed', name, message })}\n`,
-      );
+      logLine('fatal', 'start-failed', { name, message });
       process.exit(error instanceof ConfigError ? 2 : 1);
     });
 }

@@ -31,4 +31,4 @@ function main(): void {
   );
 }
 
-runMain(main);
+runMain(main, 'command');
