@@ -523,7 +523,9 @@ class NatsNode implements NatsServerHandle {
     try {
       // The child gets its own copy of the descriptor during spawn, so closing ours is safe.
       const [command, ...args] = withParentDeathSignal([this.#bin, '-c', this.#configFile]);
-      child = spawn(command ?? this.#bin, args, { stdio: ['ignore', fd, fd] });
+      // A session of its own, as a service's (ops/service-process.ts): paused in ours, it would be
+      // resumed early by the SIGCONT the kernel sends an orphaned process group.
+      child = spawn(command ?? this.#bin, args, { stdio: ['ignore', fd, fd], detached: true });
     } finally {
       closeSync(fd);
     }

@@ -89,6 +89,10 @@ export class ServiceProcess {
       env: { ...process.env, CONTINUUM_EXIT_WITH_PARENT: '1', ...this.spec.env, ...env },
       // stdin stays open, unused, for the child to notice when this process is gone.
       stdio: ['pipe', 'pipe', 'pipe'],
+      // A session of its own: sharing ours, a paused child would be killed by the SIGHUP the
+      // kernel sends an orphaned process group with a stopped member, as ours becomes when the
+      // shell that started us exits (test/unit/process-groups.test.ts).
+      detached: true,
     });
     this.#child = child;
     live.add(child);

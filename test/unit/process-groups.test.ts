@@ -1,0 +1,74 @@
+/**
+ * A paused service must stay paused, and alive, whatever happens to the shell that started its
+ * launcher. If the services shared their launcher's process group, that group would become
+ * orphaned when the shell exits (the launcher's new parent is in another session), and the kernel
+ * sends an orphaned group with a stopped member SIGHUP and SIGCONT (POSIX job control): a paused
+ * Node service died of the SIGHUP and a paused nats-server was resumed early. It happened in a
+ * chaos run whose starting shell had returned (docs/chaos.md). So each is started in a session
+ * of its own (ops/service-process.ts, ops/nats-server.ts).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { projectRoot } from '../../ops/service-process.ts';
+
+/** The state letter of /proc/<pid>/stat (T stopped, S sleeping, Z zombie), or 'gone'. */
+function stateOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return 'gone';
+  }
+}
+
+function signal(pid: number | undefined, name: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, name);
+  } catch {
+    // It exited already (ESRCH).
+  }
+}
+
+test('a paused service and nats-server stay paused when the shell that started them exits', async (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'continuum-process-groups-'));
+  const pidFile = join(directory, 'pids.json');
+  const launcherPidFile = join(directory, 'launcher.pid');
+  const pids: { launcher?: number; service?: number; nats?: number } = {};
+  t.teardown(async () => {
+    signal(pids.service, 'SIGCONT');
+    signal(pids.nats, 'SIGCONT');
+    signal(pids.launcher, 'SIGKILL');
+    await sleep(500);
+    signal(pids.service, 'SIGKILL');
+    signal(pids.nats, 'SIGKILL');
+    rmSync(directory, { recursive: true, force: true });
+  });
+  // A shell with job control, in a session of its own, as a terminal's or a CI step's: it starts
+  // the launcher as a job (its own process group), waits until both children are paused, and
+  // exits, leaving the launcher's group with no parent in the session.
+  const script = [
+    'set -m',
+    `node --import tsx test/fixtures/pausing-launcher.ts '${pidFile}' '${directory}' &`,
+    `echo $! > '${launcherPidFile}'`,
+    `while [ ! -s '${pidFile}' ]; do sleep 0.05; done`,
+  ].join('\n');
+  const shell = spawn('bash', ['-c', script], {
+    cwd: projectRoot,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const [code] = (await once(shell, 'exit')) as [number | null];
+  t.is(code, 0);
+  pids.launcher = Number(readFileSync(launcherPidFile, 'utf8'));
+  const children = JSON.parse(readFileSync(pidFile, 'utf8')) as { service: number; nats: number };
+  Object.assign(pids, children);
+  await sleep(1_000);
+  t.is(stateOf(children.service), 'T', 'the service is still there, stopped');
+  t.is(stateOf(children.nats), 'T', 'nats-server is still stopped');
+});
