@@ -36,6 +36,21 @@ export interface ServiceSpec {
   readonly env?: Readonly<Record<string, string>>;
 }
 
+/**
+ * A process's state letter from /proc/<pid>/stat (`T` stopped, `S` sleeping, `R` running, `Z`
+ * exited but not reaped), or `gone`. How a test or a fault checks that a SIGSTOP still holds.
+ */
+export function processState(pid: number | undefined): string {
+  if (pid === undefined) return 'gone';
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const end = stat.lastIndexOf(')');
+    return stat.slice(end + 2, end + 3);
+  } catch {
+    return 'gone';
+  }
+}
+
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of live) {

@@ -271,6 +271,26 @@ test('a service that died with no fault to account for it is caught', (t) => {
   t.true(violations[0]?.message.includes('(exit 1)'), 'it says how the service exited');
 });
 
+test('a pause that something else ended early is caught as a lost fault', (t) => {
+  const events = new Events();
+  const stop = (index: number, fault: number, stoppedToTheEnd: boolean): HistoryEvent => ({
+    index,
+    type: 'info',
+    f: 'pause-nats',
+    process: 'nemesis',
+    time: index,
+    value: { fault, target: 'node-1', phase: 'stop', stoppedToTheEnd },
+    error: null,
+  });
+  events.list.push(stop(0, 1, true), stop(1, 2, false));
+  const violations = checkHistory(events.index(), snapshot([], undefined), ok);
+  t.deepEqual(
+    violations.map((violation) => [violation.kind, violation.lines]),
+    [['fault-lost', [1]]],
+  );
+  t.true(violations[0]?.message.startsWith('pause-nats of node-1'));
+});
+
 /** Migrated, seeded databases as the services would leave them, in a temp dir. */
 function seededFiles(): { files: DatabaseFiles; root: string } {
   const root = mkdtempSync(join(tmpdir(), 'continuum-chaos-checker-'));

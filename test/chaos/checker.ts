@@ -40,6 +40,7 @@ export const violationKinds = [
   'no-hold-left',
   'liveness',
   'crash',
+  'fault-lost',
 ] as const;
 export type ViolationKind = (typeof violationKinds)[number];
 
@@ -230,10 +231,20 @@ export class HistoryIndex {
     readonly exit: string;
     readonly log: string;
   }[] = [];
+  /** Pauses whose process was no longer stopped when they ended (the nemesis checks). */
+  readonly lostFaults: {
+    readonly index: number;
+    readonly kind: string;
+    readonly target: string;
+  }[] = [];
   readonly #openFaults = new Map<number, FaultSpan>();
 
   add(event: HistoryEvent): void {
     if (event.process === 'nemesis') {
+      if (event.type === 'info' && event.value['stoppedToTheEnd'] === false) {
+        const target = text(event.value['target']);
+        this.lostFaults.push({ index: event.index, kind: event.f, target });
+      }
       if (event.f === 'unexpected-exit') {
         const { target, exit, log } = event.value;
         this.crashes.push({
@@ -427,6 +438,15 @@ export function checkHistory(
         `${crash.target} died with no fault to account for it` +
         `${crash.exit === '' ? '' : ` (${crash.exit})`}: ${last.slice(0, 300)}`,
       lines: [crash.index],
+    });
+  }
+  for (const lost of history.lostFaults) {
+    violations.push({
+      kind: 'fault-lost',
+      message:
+        `${lost.kind} of ${lost.target}: the process was no longer stopped when the pause ` +
+        'ended, so the run did not inject the fault its history records',
+      lines: [lost.index],
     });
   }
   if (!options.settledInTime) {

@@ -19,7 +19,7 @@ import {
 } from '../../common/crash.ts';
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
 import type { NatsServerHandle } from '../../ops/nats-server.ts';
-import type { ServiceProcess } from '../../ops/service-process.ts';
+import { processState, type ServiceProcess } from '../../ops/service-process.ts';
 import type { FaultKind } from './faults.ts';
 import type { HistoryWriter } from './history.ts';
 import {
@@ -271,10 +271,7 @@ export class Nemesis {
         service.pause();
         return Promise.resolve(undefined);
       },
-      stop: () => {
-        service.resume();
-        return Promise.resolve({});
-      },
+      stop: () => Promise.resolve(resumeWhatIsStopped(service)),
     };
   }
 
@@ -296,11 +293,7 @@ export class Nemesis {
         else service.pause();
         return undefined;
       },
-      stop: async () => {
-        if (kill) return restart(service);
-        service.resume();
-        return {};
-      },
+      stop: async () => (kill ? restart(service) : resumeWhatIsStopped(service)),
     };
   }
 
@@ -318,13 +311,7 @@ export class Nemesis {
         else node.pause();
         return undefined;
       },
-      stop: async () => {
-        if (!kill) {
-          node.resume();
-          return {};
-        }
-        return restartNode(node);
-      },
+      stop: async () => (kill ? restartNode(node) : resumeWhatIsStopped(node)),
     };
   }
 
@@ -520,6 +507,17 @@ async function restartNode(node: NatsServerHandle): Promise<Detail> {
   } catch (error) {
     return { restarted: false, error: errorText(error) };
   }
+}
+
+/**
+ * Ends a pause: SIGCONT, and whether the process was still stopped when the pause ended. If
+ * something else resumed or ended it early, the run did not inject what its history says, and
+ * the checker reports the fault as lost (docs/chaos.md).
+ */
+function resumeWhatIsStopped(target: ServiceProcess | NatsServerHandle): Detail {
+  const stoppedToTheEnd = processState(target.pid) === 'T';
+  target.resume();
+  return { stoppedToTheEnd };
 }
 
 function otherCoordinator(instance: CoordinatorInstance): CoordinatorInstance {

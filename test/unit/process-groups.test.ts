@@ -14,17 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { projectRoot } from '../../ops/service-process.ts';
-
-/** The state letter of /proc/<pid>/stat (T stopped, S sleeping, Z zombie), or 'gone'. */
-function stateOf(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return 'gone';
-  }
-}
+import { processState, projectRoot } from '../../ops/service-process.ts';
 
 function signal(pid: number | undefined, name: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -69,6 +59,24 @@ test('a paused service and nats-server stay paused when the shell that started t
   const children = JSON.parse(readFileSync(pidFile, 'utf8')) as { service: number; nats: number };
   Object.assign(pids, children);
   await sleep(1_000);
-  t.is(stateOf(children.service), 'T', 'the service is still there, stopped');
-  t.is(stateOf(children.nats), 'T', 'nats-server is still stopped');
+  t.is(processState(children.service), 'T', 'the service is still there, stopped');
+  t.is(processState(children.nats), 'T', 'nats-server is still stopped');
+});
+
+test('processState tells a stopped process from a running one and from one that is gone', async (t) => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const pid = child.pid;
+  t.teardown(() => signal(pid, 'SIGKILL'));
+  await sleep(100);
+  t.is(processState(pid), 'S');
+  signal(pid, 'SIGSTOP');
+  await sleep(100);
+  t.is(processState(pid), 'T');
+  signal(pid, 'SIGCONT');
+  await sleep(100);
+  t.is(processState(pid), 'S');
+  signal(pid, 'SIGKILL');
+  await once(child, 'exit');
+  t.is(processState(pid), 'gone');
+  t.is(processState(undefined), 'gone');
 });
