@@ -261,6 +261,7 @@ export class Nemesis {
   #pauseParticipant(rng: Rng): FaultPlan {
     const name = rng.pick(participantNames);
     const service = this.#options.stack.processes[name];
+    const pause = new Pause(service);
     return {
       kind: 'pause-participant',
       target: name,
@@ -268,10 +269,10 @@ export class Nemesis {
       durationMs: rng.int(1_000, 5_000),
       detail: { pid: service.pid },
       start: () => {
-        service.pause();
+        pause.start();
         return Promise.resolve(undefined);
       },
-      stop: () => Promise.resolve(resumeWhatIsStopped(service)),
+      stop: () => Promise.resolve(pause.stop()),
     };
   }
 
@@ -282,6 +283,7 @@ export class Nemesis {
     const { instance, known } = await this.#activeCoordinator(rng);
     const service = this.#options.stack.processes[instance];
     const kill = kind === 'kill-coordinator';
+    const pause = new Pause(service);
     return {
       kind,
       target: instance,
@@ -290,16 +292,17 @@ export class Nemesis {
       detail: { pid: service.pid, leaderKnown: known },
       start: async () => {
         if (kill) await service.kill();
-        else service.pause();
+        else pause.start();
         return undefined;
       },
-      stop: async () => (kill ? restart(service) : resumeWhatIsStopped(service)),
+      stop: async () => (kill ? restart(service) : pause.stop()),
     };
   }
 
   #natsFault(kind: 'kill-nats' | 'pause-nats', rng: Rng): FaultPlan {
     const node = rng.pick(this.#options.stack.nats.nodes);
     const kill = kind === 'kill-nats';
+    const pause = new Pause(node);
     return {
       kind,
       target: node.name,
@@ -308,10 +311,10 @@ export class Nemesis {
       detail: { pid: node.pid },
       start: async () => {
         if (kill) await node.kill();
-        else node.pause();
+        else pause.start();
         return undefined;
       },
-      stop: async () => (kill ? restartNode(node) : resumeWhatIsStopped(node)),
+      stop: async () => (kill ? restartNode(node) : pause.stop()),
     };
   }
 
@@ -510,14 +513,29 @@ async function restartNode(node: NatsServerHandle): Promise<Detail> {
 }
 
 /**
- * Ends a pause: SIGCONT, and whether the process was still stopped when the pause ended. If
- * something else resumed or ended it early, the run did not inject what its history says, and
- * the checker reports the fault as lost (docs/chaos.md).
+ * A pause fault's two ends: SIGSTOP to the process running at the start, and at the stop SIGCONT
+ * and whether that same process was still stopped. If something else resumed or ended it early,
+ * the run did not inject what its history says, and the checker reports the fault as lost
+ * (docs/chaos.md). A process not running at the start was not paused, and no claim is made.
  */
-function resumeWhatIsStopped(target: ServiceProcess | NatsServerHandle): Detail {
-  const stoppedToTheEnd = processState(target.pid) === 'T';
-  target.resume();
-  return { stoppedToTheEnd };
+class Pause {
+  readonly #target: ServiceProcess | NatsServerHandle;
+  #pid: number | undefined;
+
+  constructor(target: ServiceProcess | NatsServerHandle) {
+    this.#target = target;
+  }
+
+  start(): void {
+    this.#pid = this.#target.pid;
+    this.#target.pause();
+  }
+
+  stop(): Detail {
+    const stoppedToTheEnd = processState(this.#pid) === 'T';
+    this.#target.resume();
+    return this.#pid === undefined ? { paused: false } : { stoppedToTheEnd };
+  }
 }
 
 function otherCoordinator(instance: CoordinatorInstance): CoordinatorInstance {
