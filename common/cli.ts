@@ -4,7 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from './errors.ts';
-import { errorText } from './log.ts';
+import { errorText, writeLogLine } from './log.ts';
 
 /**
  * Node's `parseArgs` for every command line of the project (services, `pay`, bench, sim, chaos):
@@ -103,23 +103,18 @@ export function natsUrlsFlag(values: Record<string, string | undefined>): string
 function exitWithParent(): void {
   if (process.env['CONTINUUM_EXIT_WITH_PARENT'] !== '1') return;
   process.stdin.on('end', () => {
-    logLine('warn', 'launcher-gone', { why: 'stdin closed' });
+    writeLogLine({ level: 'warn', event: 'launcher-gone', why: 'stdin closed' });
     process.exit(0);
   });
   process.stdin.on('error', (error) => {
-    logLine('warn', 'launcher-gone', { why: `stdin failed: ${errorText(error)}` });
+    writeLogLine({
+      level: 'warn',
+      event: 'launcher-gone',
+      why: `stdin failed: ${errorText(error)}`,
+    });
     process.exit(0);
   });
   process.stdin.resume();
-}
-
-/**
- * One log line on stderr (common/log.ts's format), written at once: stderr is synchronous for
- * files and pipes, so the line is out before an exit that follows it.
- */
-function logLine(level: string, event: string, fields: Record<string, unknown>): void {
-  const time = new Date().toISOString();
-  process.stderr.write(`${JSON.stringify({ time, level, event, ...fields })}\n`);
 }
 
 /**
@@ -132,7 +127,9 @@ export function runMain(
   kind: 'service' | 'command' = 'service',
 ): void {
   if (kind === 'service') {
-    process.on('exit', (code) => logLine(code === 0 ? 'info' : 'error', 'exit', { code }));
+    process.on('exit', (code) => {
+      writeLogLine({ level: code === 0 ? 'info' : 'error', event: 'exit', code });
+    });
   }
   exitWithParent();
   Promise.resolve()
@@ -140,7 +137,7 @@ export function runMain(
     .catch((error: unknown) => {
       const name = error instanceof Error ? error.name : 'Error';
       const message = error instanceof Error ? error.message : String(error);
-      logLine('fatal', 'start-failed', { name, message });
+      writeLogLine({ level: 'fatal', event: 'start-failed', name, message });
       process.exit(error instanceof ConfigError ? 2 : 1);
     });
 }

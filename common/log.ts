@@ -10,16 +10,17 @@ export interface Logger {
   error(event: string, fields?: LogFields): void;
 }
 
+/**
+ * One log line on stderr, its time first. Written at once: stderr is synchronous for files and
+ * pipes, so the line is out before an exit that follows it.
+ */
+export function writeLogLine(fields: LogFields): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...fields })}\n`);
+}
+
 export function createLogger(service: string): Logger {
   const write = (level: string, event: string, fields: LogFields = {}): void => {
-    const line = JSON.stringify({
-      time: new Date().toISOString(),
-      level,
-      service,
-      event,
-      ...fields,
-    });
-    process.stderr.write(`${line}\n`);
+    writeLogLine({ level, service, event, ...fields });
   };
   return {
     info: (event, fields) => write('info', event, fields),
