@@ -296,7 +296,9 @@ test.serial("(d) the gateway's tokens decide the client id of an HTTP request", 
 });
 
 test.serial('the gateway refuses to start with a tokens file it cannot use', async (t) => {
-  const file = join(mkdtempSync(join(tmpdir(), 'continuum-tokens-')), 'clients.json');
+  const dir = mkdtempSync(join(tmpdir(), 'continuum-tokens-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'clients.json');
   writeFileSync(file, JSON.stringify({ 'too-short': 'shop-a' }));
   const child = spawn(
     process.execPath,

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -198,7 +198,9 @@ test('kill -9 of the client’s NATS server mid-request: one outcome, applied on
 
 test('a client process restarted mid-payment resumes its durable intents', async (t) => {
   const ts = await startTestStack(t);
-  const intentsFile = join(mkdtempSync(join(tmpdir(), 'continuum-intents-')), 'intents.sqlite');
+  const intentsDir = mkdtempSync(join(tmpdir(), 'continuum-intents-'));
+  t.teardown(() => rmSync(intentsDir, { recursive: true, force: true }));
+  const intentsFile = join(intentsDir, 'intents.sqlite');
   const key = 'intent-key-0000000000001';
   ts.stack.services.vendor.pause();
   const child = spawn(

@@ -3,7 +3,7 @@
  * that names its position (never the token), and a token maps to the client id it acts for.
  */
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../common/errors.ts';
@@ -52,6 +52,7 @@ test('a tokens file with bad content is a ConfigError naming the entry, not the 
 
 test('a tokens file that cannot be read is a ConfigError; a good one loads', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'continuum-tokens-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   t.throws(() => ClientTokens.load(join(dir, 'missing.json')), {
     instanceOf: ConfigError,
     message: /^--clients: cannot read /,

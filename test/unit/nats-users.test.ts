@@ -4,7 +4,7 @@
  * starts. (test/integration/auth.test.ts runs a real server with these users.)
  */
 import test from 'ava';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -43,6 +43,7 @@ test('services answer requests; only the gateway publishes for every client', (t
 
 test('users that cannot be rendered safely are refused before a server starts', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'continuum-nats-users-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const good = natsUser('shop-a', 'secret-password-1', { kind: 'client', clientId: 'shop-a' });
   const bad: [string, NatsUser[]][] = [
     ['a quote in the name', [{ ...good, user: 'shop"a' }]],

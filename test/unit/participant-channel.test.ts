@@ -5,7 +5,7 @@
  * one answer or one failure, whatever the participant answers, or fails to.
  */
 import test from 'ava';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ValidationError } from '../../common/errors.ts';
@@ -32,14 +32,16 @@ const bankSubject = subjects.participant('bank');
 
 let server: NatsServerHandle;
 const connections: NatsConnection[] = [];
+const dataDir = mkdtempSync(join(tmpdir(), 'continuum-channel-'));
 
 test.before(async () => {
-  server = await startNatsServer({ dataDir: mkdtempSync(join(tmpdir(), 'continuum-channel-')) });
+  server = await startNatsServer({ dataDir });
 });
 
 test.after.always(async () => {
   for (const connection of connections) await connection.close();
   await server.stop();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
 async function connect(): Promise<NatsConnection> {
