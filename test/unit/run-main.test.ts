@@ -5,9 +5,6 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import test from 'ava';
 import { projectRoot } from '../../ops/service-process.ts';
 
@@ -18,45 +15,33 @@ interface Ended {
   readonly lines: readonly Record<string, unknown>[];
 }
 
-const script = `
-import { runMain } from ${JSON.stringify(join(projectRoot, 'common', 'cli.ts'))};
-import { ConfigError } from ${JSON.stringify(join(projectRoot, 'common', 'errors.ts'))};
-const mode = process.argv[2];
-runMain(async () => {
-  if (mode === 'bad-config') throw new ConfigError('--x must be on or off');
-  if (mode === 'exit-3') process.exit(3);
-  setInterval(() => {}, 1_000);
-  process.stdout.write('started\\n');
-}, mode === 'command' ? 'command' : 'service');
-`;
-
-/** Runs the script as a launcher would; `closeStdin` once it has started, as a gone launcher. */
+/**
+ * Runs the idle service fixture (test/fixtures/idle-service.ts) as a launcher would; `closeStdin`
+ * once it is ready, as a launcher that is gone.
+ */
 async function run(mode: Mode, closeStdin: boolean): Promise<Ended> {
-  const directory = mkdtempSync(join(tmpdir(), 'continuum-run-main-'));
-  try {
-    const file = join(directory, 'main.ts');
-    writeFileSync(file, script);
-    const child = spawn(process.execPath, ['--import', 'tsx', file, mode], {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'test/fixtures/idle-service.ts', mode],
+    {
       cwd: projectRoot,
       env: { ...process.env, CONTINUUM_EXIT_WITH_PARENT: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = once(child, 'exit');
-    if (closeStdin) {
-      await once(child.stdout, 'data');
-      child.stdin.end();
-    }
-    const [code] = (await exited) as [number | null];
-    const lines = stderr
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-    return { code, lines };
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
+    },
+  );
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  if (closeStdin) {
+    await once(child.stdout, 'data');
+    child.stdin.end();
   }
+  const [code] = (await exited) as [number | null];
+  const lines = stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { code, lines };
 }
 
 test('a service whose launcher is gone says so, then logs its exit', async (t) => {
