@@ -5,6 +5,7 @@
  * to travel with the next batch.
  */
 import { workCounters } from './stats.ts';
+import { TurnoverMap } from './turnover-map.ts';
 
 /**
  * Collects inputs and hands them over together on the next turn of the event loop. Each input is
@@ -44,7 +45,7 @@ export class InputBatcher<Input> {
 
 /** Requests waiting for their reply, by a reference a machine can carry in its inputs. */
 export class PendingRequests<Request> {
-  readonly #pending = new Map<number, Request>();
+  readonly #pending = new TurnoverMap<number, Request>();
   #next = 1;
 
   register(request: Request): number {

@@ -32,6 +32,7 @@ import {
 } from '../common/protocol.ts';
 import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
 import { countCommit, serveStats, workCounters } from '../common/stats.ts';
+import { TurnoverSet } from '../common/turnover-map.ts';
 import { barrierPurgeIntervalMs } from './core/barrier-retention.ts';
 import { decisionHoldMs, heldDecisionsMax } from './core/decision-hold.ts';
 import {
@@ -82,10 +83,10 @@ type Respond = (reply: ParticipantReply) => void;
  */
 class BatchAnswers {
   readonly #msg: Msg;
-  readonly #unanswered: Set<BatchAnswers>;
+  readonly #unanswered: TurnoverSet<BatchAnswers>;
   #replies: BatchReplies['replies'][number][] = [];
 
-  constructor(msg: Msg, unanswered: Set<BatchAnswers>) {
+  constructor(msg: Msg, unanswered: TurnoverSet<BatchAnswers>) {
     this.#msg = msg;
     this.#unanswered = unanswered;
   }
@@ -114,7 +115,7 @@ export class ParticipantService {
   readonly #batcher = new InputBatcher<ParticipantInput>((inputs) => this.#flush(inputs));
   readonly #pending = new PendingRequests<Respond>();
   /** Batches with answers gathered and not sent yet; sent before the turn's work ends. */
-  readonly #unanswered = new Set<BatchAnswers>();
+  readonly #unanswered = new TurnoverSet<BatchAnswers>();
   readonly #timer: DeadlineTimer;
   readonly #trace: Tracer | undefined;
   /** The newest coordinator term seen; durable in the `fence` table. */

@@ -20,6 +20,7 @@
  * per-message work, here, in nats-server and in the participants.
  */
 import { errorText } from '../../common/log.ts';
+import { TurnoverMap } from '../../common/turnover-map.ts';
 import { createInbox } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Subscription } from '../../common/nats.ts';
 import {
@@ -102,9 +103,9 @@ export class ParticipantChannel {
    * re-send moves its entry to the end. Bounded by the transactions in flight times the
    * participants.
    */
-  readonly #waiting = new Map<string, Waiting>();
+  readonly #waiting = new TurnoverMap<string, Waiting>();
   /** Batches with elements still waiting, by id. */
-  readonly #batches = new Map<string, Batch>();
+  readonly #batches = new TurnoverMap<string, Batch>();
   #nextBatch = 1;
   #subscription: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;

@@ -32,6 +32,7 @@
  *                                           another client's transaction: unknown)
  */
 import { assert, unreachable } from '../../common/assert.ts';
+import { TurnoverMap } from '../../common/turnover-map.ts';
 import { DueQueue } from './due-queue.ts';
 import {
   paymentFingerprint,
@@ -96,9 +97,9 @@ export class RecoveryRejectedError extends Error {
 
 export class CoordinatorMachine {
   readonly #config: CoordinatorConfig;
-  readonly #transactions = new Map<string, Transaction>();
+  readonly #transactions = new TurnoverMap<string, Transaction>();
   /** In-flight transactions by client and idempotency key. */
-  readonly #byKey = new Map<string, string>();
+  readonly #byKey = new TurnoverMap<string, string>();
   /** When each transaction next has something to do: see DueQueue for its stale entries. */
   readonly #due = new DueQueue();
   #recovering = true;

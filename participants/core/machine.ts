@@ -40,6 +40,7 @@
  *   unknown/voted-no/aborted COMMIT, committed ABORT -> error reply: the peer broke the protocol
  */
 import { assert, unreachable } from '../../common/assert.ts';
+import { TurnoverMap, TurnoverSet } from '../../common/turnover-map.ts';
 import type {
   Decision,
   ParticipantMessage,
@@ -129,9 +130,9 @@ interface InDoubt {
 export class ParticipantMachine {
   readonly #config: ParticipantConfig;
   /** Transactions voted YES and not yet decided here. */
-  readonly #inDoubt = new Map<string, InDoubt>();
+  readonly #inDoubt = new TurnoverMap<string, InDoubt>();
   /** Transactions whose local prepare or decision the shell is executing right now. */
-  readonly #executing = new Set<string>();
+  readonly #executing = new TurnoverSet<string>();
   #recovering = true;
 
   constructor(config: ParticipantConfig) {
