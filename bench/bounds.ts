@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectNats } from '../common/nats.ts';
+import { Requester } from '../common/requester.ts';
 import { encodeMessage } from '../common/protocol.ts';
 import { setPragmas } from '../common/sqlite.ts';
 import { heapAllocatedBytes, watchGc } from '../common/stats.ts';
@@ -95,6 +96,8 @@ export async function measureMessagingBound(
       }),
   );
   const nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
+  // The client library's request/reply, so that the bound pays what a payment's client pays.
+  const requests = new Requester(nats);
   try {
     await Promise.all(echoes.map((echo) => echo.start()));
     const payload = preparedLikePayload();
@@ -104,7 +107,7 @@ export async function measureMessagingBound(
     const levels: EchoLevel[] = [];
     for (const concurrency of options.concurrencies) {
       options.progress(`messaging bound: echo at concurrency ${concurrency}`);
-      const level = await echoLevel(nats, payload, concurrency, pids, options);
+      const level = await echoLevel(requests, nats, payload, concurrency, pids, options);
       options.progress(
         `messaging bound: ${Math.round(level.requestRepliesPerSecond)} request/replies/s ` +
           `at concurrency ${concurrency}`,
@@ -126,6 +129,7 @@ export async function measureMessagingBound(
 }
 
 async function echoLevel(
+  requests: Requester,
   nats: Awaited<ReturnType<typeof connectNats>>,
   payload: Uint8Array,
   concurrency: number,
@@ -139,7 +143,7 @@ async function echoLevel(
   const worker = async (): Promise<void> => {
     while (!stopped) {
       const startedAt = performance.now();
-      await nats.request(echoSubject, payload, { timeout: 5_000 });
+      await requests.request(echoSubject, payload, 5_000);
       if (measuring) {
         completed += 1;
         latenciesMs.push(performance.now() - startedAt);

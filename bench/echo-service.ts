@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       msg.respond(msg.data);
     },
   });
-  // With CONTINUUM_STATS=1, its heap allocation, so the bound measures what nats.js alone costs.
+  // With CONTINUUM_STATS=1, its heap allocation, so the bound measures what messaging alone costs.
   serveStats(nats, name, () => 0);
   await nats.flush();
   announceReady({ service: name });

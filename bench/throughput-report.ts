@@ -241,7 +241,10 @@ function byConcurrency(result: ThroughputResult): string[] {
   return [`  ratio at the same concurrency on both sides: ${each}`];
 }
 
-/** What nats.js alone allocates per request/reply, from the messaging bound's echo levels. */
+/**
+ * What messaging alone allocates per request/reply, from the messaging bound's echo levels: nats.js
+ * in the responders, the client library's request/reply on nats.js in the load generator.
+ */
 function natsAllocation(messaging: ThroughputResult['bounds']['messaging']): string[] {
   const kb = (bytes: number): string => (bytes / 1_024).toFixed(1);
   const each = messaging.levels
@@ -250,7 +253,7 @@ function natsAllocation(messaging: ThroughputResult['bounds']['messaging']): str
     })
     .join(', ');
   return [
-    `  nats.js alone, per request/reply in the messaging bound (echo responders / load generator): ${each}`,
+    `  messaging alone, per request/reply in the messaging bound (echo responders / load generator): ${each}`,
   ];
 }
 

@@ -44,6 +44,7 @@ import {
 } from '../common/protocol.ts';
 import { ValidationError } from '../common/errors.ts';
 import { ulidFactory } from '../common/ids.ts';
+import { Requester } from '../common/requester.ts';
 import { IntentStore } from './intents.ts';
 
 export type { OutcomeReply, Payment, StatusReply } from '../common/protocol.ts';
@@ -145,11 +146,13 @@ export function newIdempotencyKey(): string {
 
 export class ContinuumClient {
   readonly #nats: NatsConnection;
+  readonly #requests: Requester;
   readonly #clientId: string;
   readonly #intents: IntentStore | undefined;
 
   private constructor(nats: NatsConnection, clientId: string, intents: IntentStore | undefined) {
     this.#nats = nats;
+    this.#requests = new Requester(nats, clientInboxPrefix(clientId));
     this.#clientId = clientId;
     this.#intents = intents;
   }
@@ -234,7 +237,7 @@ export class ContinuumClient {
       let pauseMs = backoffMs(attempt);
       try {
         const subject = subjects.clientPay(this.#clientId);
-        const reply = await this.#nats.request(subject, encodeMessage(request), { timeout });
+        const reply = await this.#requests.request(subject, encodeMessage(request), timeout);
         const answer = decodePayReply(reply.data);
         emit({ kind: 'answered', attempt, answer: answer.kind });
         if (answer.kind === 'outcome') return answer;
@@ -266,7 +269,7 @@ export class ContinuumClient {
     const subject = subjects.clientStatus(this.#clientId);
     let reply;
     try {
-      reply = await this.#nats.request(subject, encodeMessage(query), { timeout: timeoutMs });
+      reply = await this.#requests.request(subject, encodeMessage(query), timeoutMs);
     } catch (error) {
       this.#throwIfForbidden(error);
       throw error;
@@ -281,7 +284,7 @@ export class ContinuumClient {
   /** Sends raw bytes to a subject: for operators' tools and tests of the boundary's validation. */
   async requestRaw(subject: string, data: Uint8Array, timeoutMs = 2_000): Promise<Uint8Array> {
     try {
-      return (await this.#nats.request(subject, data, { timeout: timeoutMs })).data;
+      return (await this.#requests.request(subject, data, timeoutMs)).data;
     } catch (error) {
       this.#throwIfForbidden(error);
       throw error;
