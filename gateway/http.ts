@@ -23,6 +23,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { ValidationError, type ErrorCode } from '../common/errors.ts';
 import { isNoResponders, permissionViolationOf, type NatsConnection } from '../common/nats.ts';
+import { Requester } from '../common/requester.ts';
 import {
   clientIdPattern,
   decodePayReply,
@@ -49,6 +50,11 @@ export interface GatewayOptions {
   readonly clients?: ClientTokens;
 }
 
+/** The options, and the request/reply the gateway asks the coordinator with. */
+interface Gateway extends GatewayOptions {
+  readonly requests: Requester;
+}
+
 /** The header that names the calling client; with API tokens it must agree with the token. */
 export const clientIdHeader = 'continuum-client-id';
 
@@ -64,8 +70,9 @@ class HttpError extends Error {
 }
 
 export function createGateway(options: GatewayOptions): Server {
+  const gateway: Gateway = { ...options, requests: new Requester(options.nats) };
   return createServer((request, response) => {
-    handle(options, request)
+    handle(gateway, request)
       .then(({ status, body, headers }) => send(response, status, body, headers))
       .catch((error: unknown) => {
         if (error instanceof HttpError) {
@@ -86,7 +93,7 @@ interface Answer {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
-async function handle(options: GatewayOptions, request: IncomingMessage): Promise<Answer> {
+async function handle(options: Gateway, request: IncomingMessage): Promise<Answer> {
   const url = new URL(request.url ?? '/', 'http://gateway');
   if (url.pathname === '/payments') {
     if (request.method !== 'POST') throw new HttpError(405, 'use POST', { allow: 'POST' });
@@ -100,7 +107,7 @@ async function handle(options: GatewayOptions, request: IncomingMessage): Promis
   throw new HttpError(404, 'no such resource; try POST /payments or GET /payments/{key}');
 }
 
-async function pay(options: GatewayOptions, request: IncomingMessage): Promise<Answer> {
+async function pay(options: Gateway, request: IncomingMessage): Promise<Answer> {
   const clientId = clientIdOf(options, request);
   const idempotencyKey = idempotencyKeyOf(request);
   const body = await readJson(request);
@@ -157,11 +164,7 @@ const errorStatus: Readonly<Record<ErrorCode, number>> = {
   internal: 500,
 };
 
-async function status(
-  options: GatewayOptions,
-  clientId: string,
-  idempotencyKey: string,
-): Promise<Answer> {
+async function status(options: Gateway, clientId: string, idempotencyKey: string): Promise<Answer> {
   if (!idempotencyKeyPattern.test(idempotencyKey)) {
     throw new HttpError(400, `the key must match ${String(idempotencyKeyPattern)}`);
   }
@@ -175,15 +178,17 @@ async function status(
 
 /** One NATS request. Not retried here: the HTTP client retries with the same key. */
 async function ask<T>(
-  options: GatewayOptions,
+  options: Gateway,
   subject: string,
   message: object,
   decode: (bytes: Uint8Array) => T,
 ): Promise<T> {
   try {
-    const reply = await options.nats.request(subject, encodeMessage(message), {
-      timeout: options.waitMs + 1_000,
-    });
+    const reply = await options.requests.request(
+      subject,
+      encodeMessage(message),
+      options.waitMs + 1_000,
+    );
     return decode(reply.data);
   } catch (error) {
     if (error instanceof ValidationError) throw new HttpError(502, 'bad reply from coordinator');
@@ -203,7 +208,7 @@ function unavailable(message: string): HttpError {
 }
 
 /** Who is calling: decided by the bearer token when the gateway has tokens, else the header. */
-function clientIdOf(options: GatewayOptions, request: IncomingMessage): string {
+function clientIdOf(options: Gateway, request: IncomingMessage): string {
   const named = request.headers[clientIdHeader];
   if (options.clients === undefined) {
     if (typeof named !== 'string' || !clientIdPattern.test(named)) {
