@@ -5,7 +5,7 @@
  * server within seconds, reconnect for ever, and never rely on the client to re-deliver: every
  * sender in this project re-sends on its own timers.
  */
-import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
+import { connect, errors, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { ConfigError } from './errors.ts';
 
 export type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -73,6 +73,15 @@ export async function connectNats(settings: NatsSettings): Promise<NatsConnectio
     // message, never by stack.
     noAsyncTraces: true,
   });
+}
+
+/**
+ * True when a message on a reply subject is the server's "no responders" status (503, no body):
+ * nobody subscribed to the subject the request went to. For request/reply made without
+ * nats.js's `request()` (the participant channel, common/requester.ts).
+ */
+export function isNoRespondersReply(msg: Msg): boolean {
+  return msg.data.length === 0 && msg.headers?.code === 503;
 }
 
 /** True when a request failed because nobody subscribes to the subject: it was never delivered. */

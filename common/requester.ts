@@ -17,7 +17,7 @@
  * `RequestError` when the connection closes.
  */
 import { createInbox, errors, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import type { Subscription } from './nats.ts';
+import { isNoRespondersReply, type Subscription } from './nats.ts';
 import { TurnoverMap } from './turnover-map.ts';
 
 interface Waiting {
@@ -86,7 +86,7 @@ export class Requester {
   #onReply(inbox: string, msg: Msg): void {
     const waiting = this.#settle(msg.subject.slice(inbox.length + 1));
     if (waiting === undefined) return;
-    if (msg.data.length === 0 && msg.headers?.code === 503) {
+    if (isNoRespondersReply(msg)) {
       const cause = new errors.NoRespondersError(waiting.subject);
       waiting.reject(new errors.RequestError(cause.message, { cause }));
       return;

@@ -22,7 +22,12 @@
 import { errorText } from '../../common/log.ts';
 import { TurnoverMap } from '../../common/turnover-map.ts';
 import { createInbox } from '@nats-io/transport-node';
-import type { Msg, NatsConnection, Subscription } from '../../common/nats.ts';
+import {
+  isNoRespondersReply,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '../../common/nats.ts';
 import {
   batchMessagesMax,
   decodeParticipantReplies,
@@ -203,7 +208,7 @@ export class ParticipantChannel {
     if (parts.length !== 3 || kind === undefined || id === undefined) return;
     if (!participantNames.includes(participant as ParticipantName)) return;
     const name = participant as ParticipantName;
-    const noResponders = msg.data.length === 0 && msg.headers?.code === 503;
+    const noResponders = isNoRespondersReply(msg);
     if (kind === 'batch') {
       this.#onBatchReply(name, id, msg.data, noResponders);
       return;
