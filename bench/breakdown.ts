@@ -9,7 +9,7 @@
  * throughput benchmark; the stages show where the time goes, the throughput benchmark how much
  * there is.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ContinuumClient } from '../client/index.ts';
@@ -99,6 +99,9 @@ export async function runBreakdown(payments: number): Promise<BreakdownResult> {
     join(stack.root, name, name === 'coordinator' ? 'coordinator.log' : `${name}.log`),
   );
   const traces = readTraces(files);
+  // The traces are read: the stack's directory (tens of MB of logs) goes. A run that failed
+  // before this point keeps it, with the logs that say why.
+  rmSync(stack.root, { recursive: true, force: true });
   const stages = new Map<string, number[]>();
   const add = (stage: string, ms: number): void => {
     const list = stages.get(stage) ?? [];
