@@ -461,6 +461,33 @@ test('a batch encoded from encoded messages decodes to the same messages, elemen
   t.deepEqual(delivery.elements.map(readParticipantMessage), [commit, prepare]);
 });
 
+/**
+ * Encoded messages share Node's Buffer pool (no ArrayBuffer of their own, which V8 would have to
+ * free in a scavenge), and sharing must never let one message's bytes overwrite another's, even
+ * while thousands are held at once, as the coordinator holds a batch's sends.
+ */
+test('encoded messages share pooled memory and each keeps its own bytes', (t) => {
+  const messages = Array.from({ length: 2_000 }, (_, index) => ({
+    ...prepare,
+    payment: { ...payment, orderId: `order-${index}`, amountMinor: index + 1 },
+  }));
+  const encoded = messages.map((message) => encodeMessage(message));
+  const batches = [0, 1, 2].map((start) => encodeBatch(encoded.slice(start * 30, start * 30 + 30)));
+  const buffers = new Set(encoded.map((bytes) => bytes.buffer));
+  t.true(
+    buffers.size * 10 < encoded.length,
+    `${encoded.length} messages in ${buffers.size} ArrayBuffers`,
+  );
+  const decoder = new TextDecoder();
+  encoded.forEach((bytes, index) => {
+    t.deepEqual(JSON.parse(decoder.decode(bytes)), messages[index]);
+  });
+  batches.forEach((bytes, batch) => {
+    const decoded = JSON.parse(decoder.decode(bytes)) as { messages: unknown[] };
+    t.deepEqual(decoded.messages, messages.slice(batch * 30, batch * 30 + 30));
+  });
+});
+
 test('a message alone is delivered checked, as decodeParticipantMessage decodes it', (t) => {
   t.deepEqual(decodeParticipantDelivery(bytesOf(prepare)), { kind: 'single', message: prepare });
   rejects(t, decodeParticipantDelivery, bytesOf({ ...prepare, txId: 'tx-1' }), 'txId');
