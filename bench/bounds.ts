@@ -5,7 +5,8 @@
  *   service in four processes (a queue group: as many as the services that answer a payment's
  *   requests, the coordinator and three participants) and driven by this process, the same load
  *   generator the payments use. A payment needs 7 request/replies (docs/protocol.md), so this
- *   rate divided by 7 is the most payments per second the messaging alone would allow.
+ *   rate divided by 7 is the most payments per second the messaging alone would allow. The echo
+ *   processes stay up for the whole run and each level runs when the benchmark asks (EchoBench).
  * - Storage: SQLite forced commits per second, a loop of single-row write transactions with
  *   journal_mode=WAL and synchronous=FULL (one fsync each) in a temp file on the same disk.
  */
@@ -13,7 +14,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectNats } from '../common/nats.ts';
+import { connectNats, type NatsConnection } from '../common/nats.ts';
 import { Requester } from '../common/requester.ts';
 import { encodeMessage } from '../common/protocol.ts';
 import { setPragmas } from '../common/sqlite.ts';
@@ -41,6 +42,11 @@ export interface EchoLevel {
    * load generator (nats.js `request()`: publishing, and receiving the answer).
    */
   readonly allocatedPerRequestReply: { readonly responder: number; readonly requester: number };
+  /**
+   * The payments' level that ran just before this one at the same concurrency; absent when no
+   * such level ran and the echo was measured before the levels.
+   */
+  readonly after?: string;
 }
 
 export interface MessagingBound {
@@ -53,14 +59,10 @@ export interface MessagingBound {
   readonly paymentsPerSecond: number;
 }
 
-export interface MessagingBoundOptions {
+export interface EchoBenchOptions {
   readonly natsUrls: readonly string[];
   readonly natsPid: number;
   readonly logDirectory: string;
-  readonly concurrencies: readonly number[];
-  readonly warmupMs: number;
-  readonly measureMs: number;
-  readonly progress: (line: string) => void;
 }
 
 /** A body the size of a PREPARE, so the bytes per message match the real traffic. */
@@ -81,61 +83,103 @@ function preparedLikePayload(): Uint8Array {
   });
 }
 
-export async function measureMessagingBound(
-  options: MessagingBoundOptions,
-): Promise<MessagingBound> {
-  const echoes = Array.from(
-    { length: echoProcessCount },
-    (_, index) =>
-      new ServiceProcess({
-        name: `echo-${index + 1}`,
-        entry: 'bench/echo-service.ts',
-        args: ['--nats', options.natsUrls.join(','), '--name', `echo-${index + 1}`],
-        logFile: join(options.logDirectory, `echo-${index + 1}.log`),
-        env: { CONTINUUM_STATS: '1' },
-      }),
-  );
-  const nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
-  // The client library's request/reply, so that the bound pays what a payment's client pays.
-  const requests = new Requester(nats);
-  try {
-    await Promise.all(echoes.map((echo) => echo.start()));
-    const payload = preparedLikePayload();
-    const pids: Record<string, number> = { nats: options.natsPid, loader: process.pid };
-    watchGc();
+/**
+ * The echo service in four processes and a connection of this process to drive it. They stay up,
+ * idle, for the whole run, so that each echo level can run right after the payments' level at the
+ * same concurrency: this VM's messaging speed moves by a third within minutes, and a bound
+ * measured minutes before the payments made the ratio move with it (docs/performance.md).
+ */
+export class EchoBench {
+  readonly payloadBytes: number;
+  readonly #echoes: readonly ServiceProcess[];
+  readonly #nats: NatsConnection;
+  readonly #requests: Requester;
+  readonly #payload: Uint8Array;
+  readonly #pids: Readonly<Record<string, number>>;
+
+  private constructor(echoes: readonly ServiceProcess[], nats: NatsConnection, natsPid: number) {
+    this.#echoes = echoes;
+    this.#nats = nats;
+    // The client library's request/reply, so that the bound pays what a payment's client pays.
+    this.#requests = new Requester(nats);
+    this.#payload = preparedLikePayload();
+    this.payloadBytes = this.#payload.byteLength;
+    const pids: Record<string, number> = { nats: natsPid, loader: process.pid };
     for (const echo of echoes) if (echo.pid !== undefined) pids[echo.spec.name] = echo.pid;
-    const levels: EchoLevel[] = [];
-    for (const concurrency of options.concurrencies) {
-      options.progress(`messaging bound: echo at concurrency ${concurrency}`);
-      const level = await echoLevel(requests, nats, payload, concurrency, pids, options);
-      options.progress(
-        `messaging bound: ${Math.round(level.requestRepliesPerSecond)} request/replies/s ` +
-          `at concurrency ${concurrency}`,
-      );
-      levels.push(level);
-    }
-    const best = Math.max(...levels.map((level) => level.requestRepliesPerSecond));
-    return {
-      echoProcesses: echoProcessCount,
-      payloadBytes: payload.byteLength,
-      levels,
-      requestRepliesPerSecond: Math.round(best),
-      paymentsPerSecond: Math.round(best / requestRepliesPerPayment),
-    };
-  } finally {
-    await nats.drain();
-    await Promise.all(echoes.map((echo) => echo.stop()));
+    this.#pids = pids;
   }
+
+  static async start(options: EchoBenchOptions): Promise<EchoBench> {
+    const echoes = Array.from(
+      { length: echoProcessCount },
+      (_, index) =>
+        new ServiceProcess({
+          name: `echo-${index + 1}`,
+          entry: 'bench/echo-service.ts',
+          args: ['--nats', options.natsUrls.join(','), '--name', `echo-${index + 1}`],
+          logFile: join(options.logDirectory, `echo-${index + 1}.log`),
+          env: { CONTINUUM_STATS: '1' },
+        }),
+    );
+    let nats: NatsConnection | undefined;
+    try {
+      nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
+      await Promise.all(echoes.map((echo) => echo.start()));
+      watchGc();
+      return new EchoBench(echoes, nats, options.natsPid);
+    } catch (error) {
+      await nats?.drain();
+      await Promise.all(echoes.map((echo) => echo.stop()));
+      throw error;
+    }
+  }
+
+  /**
+   * Request/replies at `concurrency` in flight for a warm-up and a window. `after` names the
+   * payments' level that ran just before at the same concurrency, if one did.
+   */
+  async level(
+    concurrency: number,
+    timing: { readonly warmupMs: number; readonly measureMs: number },
+    after?: string,
+  ): Promise<EchoLevel> {
+    const level = await echoLevel(this.#requests, this.#nats, this.#payload, concurrency, {
+      pids: this.#pids,
+      ...timing,
+    });
+    return after === undefined ? level : { ...level, after };
+  }
+
+  async stop(): Promise<void> {
+    await this.#nats.drain();
+    await Promise.all(this.#echoes.map((echo) => echo.stop()));
+  }
+}
+
+/** The bound: the best of the echo levels, and that ÷ the request/replies of one payment. */
+export function messagingBound(levels: readonly EchoLevel[], payloadBytes: number): MessagingBound {
+  const best = Math.max(0, ...levels.map((level) => level.requestRepliesPerSecond));
+  return {
+    echoProcesses: echoProcessCount,
+    payloadBytes,
+    levels,
+    requestRepliesPerSecond: Math.round(best),
+    paymentsPerSecond: Math.round(best / requestRepliesPerPayment),
+  };
 }
 
 async function echoLevel(
   requests: Requester,
-  nats: Awaited<ReturnType<typeof connectNats>>,
+  nats: NatsConnection,
   payload: Uint8Array,
   concurrency: number,
-  pids: Readonly<Record<string, number>>,
-  options: MessagingBoundOptions,
+  options: {
+    readonly pids: Readonly<Record<string, number>>;
+    readonly warmupMs: number;
+    readonly measureMs: number;
+  },
 ): Promise<EchoLevel> {
+  const { pids } = options;
   let measuring = false;
   let stopped = false;
   let completed = 0;

@@ -171,6 +171,7 @@ export function formatResult(result: ThroughputResult): string[] {
       `(${messaging.echoProcesses} echo processes, ${messaging.payloadBytes}-byte messages, best of ` +
       `concurrency ${messaging.levels.map((l) => l.concurrency).join(', ')}) = ` +
       `${thousands(messaging.paymentsPerSecond)} payments/s at 7 request/replies each`,
+    ...echoPlacement(messaging),
     `storage bound: ${thousands(storage.forcedCommitsPerSecond)} forced commits/s (single-row ` +
       `transactions, WAL, synchronous=FULL; p50 ${storage.latency.p50Ms} ms, p99 ${storage.latency.p99Ms} ms)`,
     '',
@@ -239,6 +240,19 @@ function byConcurrency(result: ThroughputResult): string[] {
   if (ratios.length < 2) return [];
   const each = ratios.map(({ concurrency, ratio }) => `c=${concurrency} ${ratio}`).join(', ');
   return [`  ratio at the same concurrency on both sides: ${each}`];
+}
+
+/**
+ * When each echo level ran: right after the payments at the same concurrency, or before the levels.
+ * Results written before the echo moved beside the levels say neither.
+ */
+function echoPlacement(messaging: ThroughputResult['bounds']['messaging']): string[] {
+  const each = messaging.levels.map(
+    ({ concurrency, requestRepliesPerSecond, after }) =>
+      `c=${concurrency} ${thousands(requestRepliesPerSecond)}/s ` +
+      (after === undefined ? 'before the levels' : `right after ${after}`),
+  );
+  return [`  echo levels: ${each.join('; ')}`];
 }
 
 /**

@@ -4,9 +4,11 @@
  *
  * One nats-server (a single node, started with its monitoring port), the coordinator and the three
  * participants, each its own process with durability on (WAL, synchronous=FULL), in a temp
- * directory; this process is the load generator. First the bounds (bench/bounds.ts), then each
- * level for a fixed time after a warm-up: closed loops at concurrency 1, 16, 64, 256 and 1,024, all
- * committing and with 10 % NO votes, and open loops at fixed offered rates. For each level:
+ * directory; this process is the load generator. First the storage bound (bench/bounds.ts), then
+ * each level for a fixed time after a warm-up: closed loops at concurrency 1, 16, 64, 256 and
+ * 1,024, all committing and with 10 % NO votes, and open loops at fixed offered rates. The
+ * messaging bound's echo runs right after the all-commit levels at 64, 256 and 1,024, each at the
+ * same concurrency (echoPlan). For each level:
  * committed payments per second, latency percentiles, CPU per process (/proc), SQLite commits per
  * payment (the services' own counters: each commit is one fsync), NATS messages per payment
  * (/varz). At the end every invariant is checked across the four databases, so a run that lost or
@@ -42,8 +44,10 @@ import {
   type StackOptions,
 } from '../ops/stack.ts';
 import {
+  EchoBench,
   measureForcedCommits,
-  measureMessagingBound,
+  messagingBound,
+  type EchoLevel,
   type MessagingBound,
   type StorageBound,
 } from './bounds.ts';
@@ -167,6 +171,27 @@ export const closedConcurrencies = [1, 16, 64, 256, 1_024] as const;
 export const echoConcurrencies = closedConcurrencies.filter((load) => load >= 64);
 export const openRates = [250, 500, 1_000] as const;
 
+/**
+ * When each echo level runs. At each of echoConcurrencies, right after the all-commit closed level
+ * of the same concurrency (`after`, by the index of that level in `specs`), so that the two sides
+ * of that concurrency's ratio are measured a minute apart at most, not ten; before the levels
+ * (`before`) when no such level was selected, so that every run has a bound.
+ */
+export function echoPlan(specs: readonly LevelSpec[]): {
+  readonly before: readonly number[];
+  readonly after: readonly (number | undefined)[];
+} {
+  const after = specs.map((spec) =>
+    spec.loop === 'closed' &&
+    spec.variant === 'all-commit' &&
+    (echoConcurrencies as readonly number[]).includes(spec.load)
+      ? spec.load
+      : undefined,
+  );
+  const before = echoConcurrencies.filter((load) => !after.includes(load));
+  return { before, after };
+}
+
 function levelSpecs(): LevelSpec[] {
   return [
     ...closedConcurrencies.map((load): LevelSpec => ({
@@ -244,27 +269,49 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
   const names = new Map(serviceNames.map((name) => [pidOf(stack, name), name] as const));
   const bench = await BenchRun.open(stack);
   let result: Omit<ThroughputResult, 'profiles' | 'allocations'> | undefined;
+  let echoToStop: EchoBench | undefined;
   try {
     progress(`stack in ${stack.root}; one nats-server at ${stack.natsUrls.join(',')}`);
-    progress(`storage bound: forced commits for ${timing.sqliteMs} ms`);
-    const storage = measureForcedCommits(stack.root, timing.sqliteMs);
-    progress(`storage bound: ${storage.forcedCommitsPerSecond} forced commits/s`);
-    const messaging = await measureMessagingBound({
+    const echo = await EchoBench.start({
       natsUrls: stack.natsUrls,
       natsPid: pidOf(stack, 'nats'),
       logDirectory: stack.root,
-      concurrencies: echoConcurrencies,
-      warmupMs: timing.echoWarmupMs,
-      measureMs: timing.echoMs,
-      progress,
     });
+    echoToStop = echo;
+    progress(`storage bound: forced commits for ${timing.sqliteMs} ms`);
+    const storage = measureForcedCommits(stack.root, timing.sqliteMs);
+    progress(`storage bound: ${storage.forcedCommitsPerSecond} forced commits/s`);
+    const plan = echoPlan(specs);
+    const echoTiming = { warmupMs: timing.echoWarmupMs, measureMs: timing.echoMs };
+    const echoLevels: EchoLevel[] = [];
+    const measureEcho = async (concurrency: number, after?: string): Promise<void> => {
+      progress(`messaging bound: echo at concurrency ${concurrency}`);
+      const level = await echo.level(concurrency, echoTiming, after);
+      progress(
+        `messaging bound: ${Math.round(level.requestRepliesPerSecond)} request/replies/s ` +
+          `at concurrency ${concurrency}`,
+      );
+      echoLevels.push(level);
+    };
+    for (const concurrency of plan.before) await measureEcho(concurrency);
     // The first /varz read loads Node's fetch (undici): tens of milliseconds with this process's
     // event loop blocked. Inside a level's snapshot that stall would hold back the open loop's
     // arrivals and release them as a burst at the window's start, so take it here, unmeasured.
     await bench.snapshot('start');
     await bench.warmUp(timing.stackWarmupMs);
     const levels: LevelResult[] = [];
-    for (const spec of specs) levels.push(await bench.level(spec, timing));
+    for (const [index, spec] of specs.entries()) {
+      levels.push(await bench.level(spec, timing));
+      const concurrency = plan.after[index];
+      if (concurrency === undefined) continue;
+      // The decisions and acknowledgements that follow the level's last answers finish first.
+      await bench.settle();
+      await measureEcho(concurrency, levelName(spec));
+    }
+    const messaging = messagingBound(
+      [...echoLevels].sort((a, b) => a.concurrency - b.concurrency),
+      echo.payloadBytes,
+    );
     const violations = await bench.check();
     result = {
       machine,
@@ -285,6 +332,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
       loadAverageEnd: machineInfo().loadAverage1m,
     };
   } finally {
+    await echoToStop?.stop();
     await bench.close();
     // A failed run keeps its directory: the services' logs are there.
     await stack.stop({ remove: result !== undefined && result.violations.length === 0 });
