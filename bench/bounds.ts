@@ -61,7 +61,11 @@ export interface MessagingBound {
 
 export interface EchoBenchOptions {
   readonly natsUrls: readonly string[];
-  readonly natsPid: number;
+  /**
+   * Processes whose CPU each echo level reports besides its own: nats-server, and the idle
+   * payment stack, to show that it leaves the echo the machine.
+   */
+  readonly pids: Readonly<Record<string, number>>;
   readonly logDirectory: string;
 }
 
@@ -97,16 +101,20 @@ export class EchoBench {
   readonly #payload: Uint8Array;
   readonly #pids: Readonly<Record<string, number>>;
 
-  private constructor(echoes: readonly ServiceProcess[], nats: NatsConnection, natsPid: number) {
+  private constructor(
+    echoes: readonly ServiceProcess[],
+    nats: NatsConnection,
+    pids: Readonly<Record<string, number>>,
+  ) {
     this.#echoes = echoes;
     this.#nats = nats;
     // The client library's request/reply, so that the bound pays what a payment's client pays.
     this.#requests = new Requester(nats);
     this.#payload = preparedLikePayload();
     this.payloadBytes = this.#payload.byteLength;
-    const pids: Record<string, number> = { nats: natsPid, loader: process.pid };
-    for (const echo of echoes) if (echo.pid !== undefined) pids[echo.spec.name] = echo.pid;
-    this.#pids = pids;
+    const all: Record<string, number> = { ...pids, loader: process.pid };
+    for (const echo of echoes) if (echo.pid !== undefined) all[echo.spec.name] = echo.pid;
+    this.#pids = all;
   }
 
   static async start(options: EchoBenchOptions): Promise<EchoBench> {
@@ -126,7 +134,7 @@ export class EchoBench {
       nats = await connectNats({ servers: options.natsUrls, name: 'bench-echo-load' });
       await Promise.all(echoes.map((echo) => echo.start()));
       watchGc();
-      return new EchoBench(echoes, nats, options.natsPid);
+      return new EchoBench(echoes, nats, options.pids);
     } catch (error) {
       await nats?.drain();
       await Promise.all(echoes.map((echo) => echo.stop()));

@@ -8,6 +8,7 @@ import type { ChartInput, ChartSeries } from './chart.ts';
 import {
   levelName,
   processNames,
+  serviceNames,
   type LevelResult,
   type LevelSpec,
   type ThroughputResult,
@@ -248,9 +249,17 @@ function byConcurrency(result: ThroughputResult): string[] {
  */
 function echoPlacement(messaging: ThroughputResult['bounds']['messaging']): string[] {
   const each = messaging.levels.map(
-    ({ concurrency, requestRepliesPerSecond, after }) =>
-      `c=${concurrency} ${thousands(requestRepliesPerSecond)}/s ` +
-      (after === undefined ? 'before the levels' : `right after ${after}`),
+    ({ concurrency, requestRepliesPerSecond, after, cpuPercent }) => {
+      // The idle payment stack's CPU during the echo's window, where the run recorded it.
+      const recorded = serviceNames.filter((name) => name in cpuPercent);
+      const percent = recorded.reduce((sum, name) => sum + (cpuPercent[name] ?? 0), 0);
+      const idle =
+        recorded.length === serviceNames.length
+          ? ` (the payment services ${percent} % of a core)`
+          : '';
+      const when = after === undefined ? 'before the levels' : `right after ${after}`;
+      return `c=${concurrency} ${thousands(requestRepliesPerSecond)}/s ${when}${idle}`;
+    },
   );
   return [`  echo levels: ${each.join('; ')}`];
 }

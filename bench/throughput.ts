@@ -274,7 +274,9 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     progress(`stack in ${stack.root}; one nats-server at ${stack.natsUrls.join(',')}`);
     const echo = await EchoBench.start({
       natsUrls: stack.natsUrls,
-      natsPid: pidOf(stack, 'nats'),
+      pids: Object.fromEntries(
+        processNames.filter((name) => name !== 'loader').map((name) => [name, pidOf(stack, name)]),
+      ),
       logDirectory: stack.root,
     });
     echoToStop = echo;
