@@ -91,7 +91,8 @@ function preparedLikePayload(): Uint8Array {
  * The echo service in four processes and a connection of this process to drive it. They stay up,
  * idle, for the whole run, so that each echo level can run right after the payments' level at the
  * same concurrency: this VM's messaging speed moves by a third within minutes, and a bound
- * measured minutes before the payments made the ratio move with it (docs/performance.md).
+ * measured one to two minutes before the payments made the ratio move with it
+ * (docs/performance.md).
  */
 export class EchoBench {
   readonly payloadBytes: number;

@@ -90,7 +90,9 @@ async function throughput(values: Values): Promise<void> {
     values['profile'] === true ? join(projectRoot, 'bench-results', `profile-${stamp}`) : undefined;
   if (profileDirectory !== undefined) mkdirSync(profileDirectory, { recursive: true });
   const quick = values['quick'] === true;
-  process.stderr.write(`throughput${quick ? ' (quick)' : ''}: bounds, then each level\n`);
+  process.stderr.write(
+    `throughput${quick ? ' (quick)' : ''}: storage bound, then the levels, echo beside them\n`,
+  );
   const result = await runThroughput({ quick, profileDirectory, only });
   const file = saveResult('throughput', result);
   const chart = file.replace(/\.json$/, '.svg');

@@ -174,8 +174,8 @@ export const openRates = [250, 500, 1_000] as const;
 /**
  * When each echo level runs. At each of echoConcurrencies, right after the all-commit closed level
  * of the same concurrency (`after`, by the index of that level in `specs`), so that the two sides
- * of that concurrency's ratio are measured a minute apart at most, not ten; before the levels
- * (`before`) when no such level was selected, so that every run has a bound.
+ * of that concurrency's ratio are measured seconds apart, not one to two minutes; before the
+ * levels (`before`) when no such level was selected, so that every run has a bound.
  */
 export function echoPlan(specs: readonly LevelSpec[]): {
   readonly before: readonly number[];
