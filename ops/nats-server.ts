@@ -479,6 +479,17 @@ function renderConfig(spec: NodeSpec, storeDir: string): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The environment a nats-server starts with: ours, with GOMAXPROCS=1 unless it is set already.
+ * These servers share a small machine with the services and the tests. With one Go scheduler
+ * thread per core, nats-server wakes a second thread to look for work whenever a goroutine becomes
+ * runnable. On two cores it then took a quarter more CPU for the same payments, and answered a
+ * tenth fewer request/replies at the messaging bound (docs/performance.md, tenth round).
+ */
+export function natsServerEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...env, GOMAXPROCS: env['GOMAXPROCS'] ?? '1' };
+}
+
 // ---- one node --------------------------------------------------------------------------------
 
 class NatsNode implements NatsServerHandle {
@@ -525,7 +536,11 @@ class NatsNode implements NatsServerHandle {
       const [command, ...args] = withParentDeathSignal([this.#bin, '-c', this.#configFile]);
       // A session of its own, as a service's (ops/service-process.ts): paused in ours, it would be
       // resumed early by the SIGCONT the kernel sends an orphaned process group.
-      child = spawn(command ?? this.#bin, args, { stdio: ['ignore', fd, fd], detached: true });
+      child = spawn(command ?? this.#bin, args, {
+        stdio: ['ignore', fd, fd],
+        detached: true,
+        env: natsServerEnvironment(process.env),
+      });
     } finally {
       closeSync(fd);
     }

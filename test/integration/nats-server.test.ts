@@ -1,7 +1,7 @@
 // Proves the nats-server launcher starts real, usable servers and that its fault-injection
 // controls (kill, restart, pause, resume) behave as the chaos tests will assume.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { startNatsCluster, startNatsServer } from '../../ops/nats-server.ts';
+import { natsServerEnvironment, startNatsCluster, startNatsServer } from '../../ops/nats-server.ts';
 import type { NatsClusterHandle, NatsServerHandle } from '../../ops/nats-server.ts';
 
 // Teardowns run last-registered-first, so the directory goes after the servers using it.
@@ -99,6 +99,14 @@ test('single node serves publish and request/reply', async (t) => {
   nc.publish('events', 'hello');
   t.is(await received, 'hello');
   t.is((await nc.request('svc.echo', 'ping', { timeout: 2_000 })).string(), 'echo:ping');
+});
+
+test('a server runs with one Go scheduler thread unless GOMAXPROCS says otherwise', async (t) => {
+  const nats = await server(t);
+  const environ = readFileSync(`/proc/${String(nats.pid)}/environ`, 'utf8').split('\0');
+  t.true(environ.includes('GOMAXPROCS=1'));
+  t.is(natsServerEnvironment({ PATH: '/bin' })['GOMAXPROCS'], '1');
+  t.is(natsServerEnvironment({ GOMAXPROCS: '2' })['GOMAXPROCS'], '2');
 });
 
 test('kill() makes the port refuse and restart() brings it back at the same url', async (t) => {
