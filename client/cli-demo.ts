@@ -174,7 +174,7 @@ async function loseTheAnswer(
   await waitForTrace(coordinatorLog, [idempotencyKey, '"what":"pay"'], 5_000);
   // The bank and customer vote within milliseconds; let their votes through first.
   await sleep(100);
-  node.pause();
+  await node.pause();
   const hung = `SIGSTOP of nats-server ${node.name}, the client's server`;
   recorder.mark('client', 'pause', `${node.name} hangs`, hung);
   stack.services.vendor.resume();
@@ -211,7 +211,7 @@ const serverDies: Scenario = {
     const index = await clientOnQuietServer(context);
     const node = stack.nats[index];
     if (node === undefined) throw new Error(`no NATS node ${index}`);
-    stack.services.vendor.pause();
+    await stack.services.vendor.pause();
     recorder.mark('vendor', 'pause', 'paused', 'SIGSTOP: the payment stays undecided for now');
     let moved = false;
     let result: PayResult;

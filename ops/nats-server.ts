@@ -15,6 +15,7 @@ import type { Server } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientInboxPrefix, subjects, type ParticipantName } from '../common/protocol.ts';
+import { untilStopped } from './service-process.ts';
 
 export interface NatsServerOptions {
   dataDir: string;
@@ -171,8 +172,11 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
   /** SIGKILL and wait for the exit: simulates a crash. */
   kill(): Promise<void>;
-  /** SIGSTOP: the process stays alive but stops answering, like a hung host. */
-  pause(): void;
+  /**
+   * SIGSTOP: the process stays alive but stops answering, like a hung host. Resolves once it has
+   * stopped.
+   */
+  pause(): Promise<void>;
   /** SIGCONT after pause(). */
   resume(): void;
   /** Start again with the same ports, config and store; stops it first if still running. */
@@ -611,8 +615,11 @@ class NatsNode implements NatsServerHandle {
     }
   }
 
-  pause(): void {
-    if (this.isRunning()) this.#child?.kill('SIGSTOP');
+  async pause(): Promise<void> {
+    const pid = this.#child?.pid;
+    if (pid === undefined || !this.isRunning()) return;
+    this.#child?.kill('SIGSTOP');
+    await untilStopped(pid);
   }
 
   resume(): void {

@@ -5,9 +5,10 @@
  * arguments. Only processes started here are ever signalled, and only by their own pid.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 
@@ -42,12 +43,52 @@ export interface ServiceSpec {
  */
 export function processState(pid: number | undefined): string {
   if (pid === undefined) return 'gone';
+  return stateLetter(`/proc/${pid}/stat`);
+}
+
+function stateLetter(statPath: string): string {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(statPath, 'utf8');
     const end = stat.lastIndexOf(')');
     return stat.slice(end + 2, end + 3);
   } catch {
     return 'gone';
+  }
+}
+
+/** How long a SIGSTOPped process may take to stop before pause() gives up. */
+const stopWaitMsMax = 5_000;
+/** Stopped (`T`), stopped by a tracer (`t`), or past running: exited (`Z`, `X`) or gone. */
+const notRunningStates = new Set(['T', 't', 'Z', 'X', 'gone']);
+
+export class ProcessNotStoppedError extends Error {
+  override readonly name = 'ProcessNotStoppedError';
+  readonly pid: number;
+
+  constructor(pid: number, waitedMs: number) {
+    super(`process ${pid} did not stop within ${waitedMs} ms of SIGSTOP`);
+    this.pid = pid;
+  }
+}
+
+/**
+ * Resolves once the kernel has stopped every thread of the process, or it is gone. kill() only
+ * queues a SIGSTOP: until each thread has taken it, a process on the other core goes on reading
+ * its sockets, and a request sent right after pause() may still be answered.
+ */
+export async function untilStopped(pid: number, waitMsMax = stopWaitMsMax): Promise<void> {
+  const deadline = Date.now() + waitMsMax;
+  for (;;) {
+    let threads: string[];
+    try {
+      threads = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return; // Gone, so it answers nothing either.
+    }
+    const states = threads.map((thread) => stateLetter(`/proc/${pid}/task/${thread}/stat`));
+    if (states.every((state) => notRunningStates.has(state))) return;
+    if (Date.now() >= deadline) throw new ProcessNotStoppedError(pid, waitMsMax);
+    await sleep(1);
   }
 }
 
@@ -164,8 +205,12 @@ export class ServiceProcess {
     await this.#exited;
   }
 
-  pause(): void {
-    this.#signal('SIGSTOP');
+  /** SIGSTOP, resolving once the process has stopped (see untilStopped). */
+  async pause(): Promise<void> {
+    const pid = this.#child?.pid;
+    if (pid === undefined || !this.isRunning()) return;
+    process.kill(pid, 'SIGSTOP');
+    await untilStopped(pid);
   }
 
   resume(): void {

@@ -268,9 +268,9 @@ export class Nemesis {
       resources: [`svc:${name}`],
       durationMs: rng.int(1_000, 5_000),
       detail: { pid: service.pid },
-      start: () => {
-        pause.start();
-        return Promise.resolve(undefined);
+      start: async () => {
+        await pause.start();
+        return undefined;
       },
       stop: () => Promise.resolve(pause.stop()),
     };
@@ -292,7 +292,7 @@ export class Nemesis {
       detail: { pid: service.pid, leaderKnown: known },
       start: async () => {
         if (kill) await service.kill();
-        else pause.start();
+        else await pause.start();
         return undefined;
       },
       stop: async () => (kill ? restart(service) : pause.stop()),
@@ -311,7 +311,7 @@ export class Nemesis {
       detail: { pid: node.pid },
       start: async () => {
         if (kill) await node.kill();
-        else pause.start();
+        else await pause.start();
         return undefined;
       },
       stop: async () => (kill ? restartNode(node) : pause.stop()),
@@ -526,9 +526,9 @@ class Pause {
     this.#target = target;
   }
 
-  start(): void {
+  async start(): Promise<void> {
     this.#pid = this.#target.pid;
-    this.#target.pause();
+    await this.#target.pause();
   }
 
   stop(): Detail {

@@ -629,7 +629,7 @@ test.serial('bank: a status reply it cannot decode is a failed query, not a cras
   try {
     await rogue.flush();
     // Only the rogue answers while the coordinator is paused.
-    coordinator.pause();
+    await coordinator.pause();
     const prepare = encodeMessage({ ...validPrepare, txId, payment: paymentFor('order-1011') });
     const vote = decodeParticipantReply(await request(bankSubject, prepare));
     t.like(vote, { kind: 'vote', vote: 'yes' }, 'the bank is now in doubt and will ask');

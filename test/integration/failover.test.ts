@@ -83,7 +83,7 @@ for (const lease of leaseKinds) {
     const ts = await haStack(t, seedDemoData, lease);
     const [old] = ts.stack.coordinators as [ServiceProcess, ServiceProcess];
     const { vendor } = ts.stack.services;
-    vendor.pause();
+    await vendor.pause();
     const paying = ts.client.makePayment(paymentFor('order-1001'), {
       idempotencyKey: 'paused-leader-key-000001',
       attemptTimeoutMs: 500,
@@ -91,7 +91,7 @@ for (const lease of leaseKinds) {
     });
     await sleep(300);
     // The old leader has sent its PREPAREs and holds two YES votes; now it stalls.
-    old.pause();
+    await old.pause();
     const takeoverStarted = Date.now();
     t.true(await until(async () => (await leader(ts).catch(() => undefined))?.epoch === 2, 10_000));
     t.log(`standby took over ${Date.now() - takeoverStarted} ms after the pause`);

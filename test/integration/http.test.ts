@@ -121,7 +121,7 @@ test.serial(
 );
 
 test.serial('a request for a key still being decided is 409 with Retry-After', async (t) => {
-  ts.stack.services.vendor.pause();
+  await ts.stack.services.vendor.pause();
   const key = 'http-key-0000000000005';
   const body = { payment: paymentFor('order-1015'), timeoutMs: 12_000 };
   try {

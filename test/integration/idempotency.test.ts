@@ -169,7 +169,7 @@ test('with no coordinator the client gives up at its deadline with the key to re
 test('kill -9 of the client’s NATS server mid-request: one outcome, applied once', async (t) => {
   const ts = await startTestStack(t, { cluster: true });
   const key = 'failover-key-00000000001';
-  ts.stack.services.vendor.pause();
+  await ts.stack.services.vendor.pause();
   const failures: string[] = [];
   const paying = ts.client.makePayment(paymentFor('order-1001'), {
     idempotencyKey: key,
@@ -202,7 +202,7 @@ test('a client process restarted mid-payment resumes its durable intents', async
   t.teardown(() => rmSync(intentsDir, { recursive: true, force: true }));
   const intentsFile = join(intentsDir, 'intents.sqlite');
   const key = 'intent-key-0000000000001';
-  ts.stack.services.vendor.pause();
+  await ts.stack.services.vendor.pause();
   const child = spawn(
     process.execPath,
     [

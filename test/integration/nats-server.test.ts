@@ -129,7 +129,7 @@ test('pause() makes requests time out and resume() restores service', async (t) 
   const nc = await client(t, nats.url);
   echo(nc, 'svc.echo');
   await nc.flush();
-  nats.pause();
+  await nats.pause();
   t.teardown(() => {
     nats.resume();
   });

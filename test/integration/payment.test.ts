@@ -80,7 +80,7 @@ for (const refusal of refusals) {
 
 test('a participant that does not answer makes the payment abort at its deadline', async (t) => {
   const ts = await startTestStack(t);
-  ts.stack.services.vendor.pause();
+  await ts.stack.services.vendor.pause();
   const started = Date.now();
   const outcome = await ts.client.makePayment(paymentFor('order-1001'), {
     paymentTimeoutMs: 1_000,

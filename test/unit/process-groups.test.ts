@@ -9,12 +9,17 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
-import { processState, projectRoot } from '../../ops/service-process.ts';
+import {
+  ProcessNotStoppedError,
+  processState,
+  projectRoot,
+  untilStopped,
+} from '../../ops/service-process.ts';
 
 function signal(pid: number | undefined, name: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -79,4 +84,52 @@ test('processState tells a stopped process from a running one and from one that 
   await once(child, 'exit');
   t.is(processState(pid), 'gone');
   t.is(processState(undefined), 'gone');
+});
+
+/** Four threads spinning on the CPU: the kind of process a SIGSTOP takes a moment to reach. */
+function spinningProcess(): ReturnType<typeof spawn> {
+  const program =
+    "const { Worker } = require('node:worker_threads');" +
+    "for (let i = 0; i < 3; i += 1) new Worker('for (;;) {}', { eval: true });" +
+    'for (;;) {}';
+  return spawn(process.execPath, ['-e', program], { stdio: 'ignore' });
+}
+
+function threadStates(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map((thread) => {
+    const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  });
+}
+
+// kill() returns before the other core's threads have taken the SIGSTOP: without the wait, a
+// request sent right after pause() was answered (a CI failure of the nats-server test).
+test('untilStopped resolves only once every thread has stopped, each time', async (t) => {
+  const child = spinningProcess();
+  const { pid } = child;
+  t.teardown(() => signal(pid, 'SIGKILL'));
+  if (pid === undefined) throw new Error('the spinning process did not start');
+  await sleep(500);
+  for (let round = 0; round < 20; round += 1) {
+    signal(pid, 'SIGSTOP');
+    await untilStopped(pid);
+    const states = threadStates(pid);
+    t.true(states.length >= 4, `threads: ${states.join('')}`);
+    t.deepEqual(new Set(states), new Set(['T']), `round ${round}: threads ${states.join('')}`);
+    signal(pid, 'SIGCONT');
+    await sleep(5);
+  }
+});
+
+test('untilStopped fails with a typed error on a running process and resolves on a gone one', async (t) => {
+  const child = spinningProcess();
+  const { pid } = child;
+  t.teardown(() => signal(pid, 'SIGKILL'));
+  if (pid === undefined) throw new Error('the spinning process did not start');
+  await sleep(200);
+  const error = await t.throwsAsync(untilStopped(pid, 50), { instanceOf: ProcessNotStoppedError });
+  t.is(error?.pid, pid);
+  signal(pid, 'SIGKILL');
+  await once(child, 'exit');
+  await t.notThrowsAsync(untilStopped(pid, 50));
 });
