@@ -128,7 +128,7 @@ test('untilStopped fails with a typed error on a running process and resolves on
   if (pid === undefined) throw new Error('the spinning process did not start');
   await sleep(200);
   const error = await t.throwsAsync(untilStopped(pid, 50), { instanceOf: ProcessNotStoppedError });
-  t.is(error?.pid, pid);
+  t.is(error.pid, pid);
   signal(pid, 'SIGKILL');
   await once(child, 'exit');
   await t.notThrowsAsync(untilStopped(pid, 50));
