@@ -24,7 +24,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FencedError, JournalBusyError } from '../common/errors.ts';
-import type { Logger } from '../common/log.ts';
+import { errorText, type Logger } from '../common/log.ts';
 import type { SqliteJournal } from './adapters/sqlite-journal.ts';
 
 export type Role = 'standby' | 'active';
@@ -46,7 +46,8 @@ export interface Lease {
 
 /** What a term runs: the coordinator service (service.ts), started and stopped by the term. */
 export interface TermService {
-  start(): void;
+  /** Starts serving; throws if it cannot. Resolves once clients can reach it. */
+  start(): Promise<void>;
   stop(): void;
 }
 
@@ -135,13 +136,32 @@ export class Leadership {
         resolve(termEndOf(error));
       });
     });
-    this.#service?.start();
-    this.#announce('active', epoch);
+    this.#announceWhenReachable(epoch);
     const end = await Promise.race([ended, this.#keepLease(epoch, ended)]);
     this.#service?.stop();
     this.#service = undefined;
     log.warn('term-ended', { epoch, reason: end.reason });
     if (end.busy) await this.#afterBusyJournal();
+  }
+
+  /**
+   * Starts the term's service (a failure to start is thrown from here, and ends the process) and
+   * says the process is active once clients can reach the service: a ready line printed before
+   * the NATS server had the subscriptions let a test's first request find no responders. The
+   * term does not wait for that, so the lease is renewed meanwhile; an announcement that comes
+   * after the term ended is not made.
+   */
+  #announceWhenReachable(epoch: number): void {
+    const service = this.#service;
+    if (service === undefined) return;
+    service.start().then(
+      () => {
+        if (this.#service === service) this.#announce('active', epoch);
+      },
+      (error: unknown) => {
+        this.#options.log.warn('not-announced', { epoch, error: errorText(error) });
+      },
+    );
   }
 
   /**

@@ -130,9 +130,10 @@ export class CoordinatorService {
   /**
    * Recovers from the journal, then starts serving clients and participants. Only the active
    * coordinator subscribes, so a request never reaches a standby. Throws JournalCorruptError on
-   * bad records.
+   * bad records. The promise resolves once the NATS server has the subscriptions: a client that
+   * sends before then, on another connection, may be told there are no responders.
    */
-  start(): void {
+  start(): Promise<void> {
     // Recovery re-sends decisions at once: their answers must find the inbox open.
     this.#channel.open();
     this.#recover();
@@ -157,6 +158,7 @@ export class CoordinatorService {
     if (stats) this.#subscriptions.push(stats);
     this.#purgeTimer = setInterval(() => this.#purge(), this.#options.purgeIntervalMs);
     this.#purgeTimer.unref();
+    return nats.flush();
   }
 
   /** Ends this term: stops serving and forgets everything in memory. The journal keeps the rest. */

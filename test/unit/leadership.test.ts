@@ -45,7 +45,7 @@ function setUp(t: ExecutionContext) {
     now: Date.now,
     standbyPollMs: 20,
     renewMs: 20,
-    createService: () => ({ start: () => undefined, stop: () => undefined }),
+    createService: () => ({ start: () => Promise.resolve(), stop: () => undefined }),
     onRole: (role, epoch) => void roles.push({ role, epoch }),
     onFencedWithoutLease: () => t.fail('the lease is there'),
   });
@@ -131,7 +131,7 @@ test.serial(
             onTermOver(error);
           }
         };
-        return { start: () => undefined, stop: () => undefined };
+        return { start: () => Promise.resolve(), stop: () => undefined };
       },
       onRole: (role, epoch) => void roles.push({ role, epoch }),
       onFencedWithoutLease: () => t.fail('nobody else began a term'),
@@ -181,3 +181,76 @@ test.serial(
     await running;
   },
 );
+
+/**
+ * The first role announced is the ready line the launcher waits for: a coordinator printed it
+ * before the NATS server had its subscriptions, and a test's first request found no responders.
+ */
+test('the active role is announced once the service is reachable, not when it starts', async (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'continuum-leadership-'));
+  const journal = new SqliteJournal(join(directory, 'coordinator.sqlite'), retentionMs);
+  const roles: { role: Role; epoch: number | undefined }[] = [];
+  let started = 0;
+  let reachable: () => void = () => t.fail('not started');
+  const record = (): void => undefined;
+  const leadership = new Leadership({
+    journal,
+    lease: undefined,
+    instance: 'coordinator-1',
+    log: { info: record, warn: record, error: record },
+    now: Date.now,
+    standbyPollMs: 20,
+    renewMs: 20,
+    createService: () => ({
+      start: () => {
+        started += 1;
+        return new Promise<void>((resolve) => (reachable = resolve));
+      },
+      stop: () => undefined,
+    }),
+    onRole: (role, epoch) => void roles.push({ role, epoch }),
+    onFencedWithoutLease: () => t.fail('nobody else began a term'),
+  });
+  t.teardown(async () => {
+    await leadership.stop();
+    journal.close();
+    rmSync(directory, { recursive: true, force: true });
+  });
+  const running = leadership.run();
+  t.true(await until(() => started === 1, 3_000), 'the service was started');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.deepEqual(roles, [], 'nothing announced while the service is not reachable');
+  reachable();
+  await leadership.ready;
+  t.deepEqual(roles, [{ role: 'active', epoch: 1 }]);
+  await leadership.stop();
+  await running;
+});
+
+test('a service that cannot start stops the leadership loop with its error', async (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'continuum-leadership-'));
+  const journal = new SqliteJournal(join(directory, 'coordinator.sqlite'), retentionMs);
+  const record = (): void => undefined;
+  const leadership = new Leadership({
+    journal,
+    lease: undefined,
+    instance: 'coordinator-1',
+    log: { info: record, warn: record, error: record },
+    now: Date.now,
+    standbyPollMs: 20,
+    renewMs: 20,
+    createService: () => ({
+      start: () => {
+        throw new Error('unknown journal record kind "x"');
+      },
+      stop: () => undefined,
+    }),
+    onRole: () => t.fail('a service that did not start is not announced'),
+    onFencedWithoutLease: () => t.fail('nobody else began a term'),
+  });
+  t.teardown(() => {
+    journal.close();
+    rmSync(directory, { recursive: true, force: true });
+  });
+  await t.throwsAsync(leadership.run(), { message: /unknown journal record kind/ });
+});
