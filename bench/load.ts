@@ -113,14 +113,27 @@ export async function closedLoop(
   const tally: Tally = { committed: 0, aborted: 0, failed: 0, latenciesMs: [] };
   let measuring = false;
   let stopped = false;
+  // What stopped the loop early: no payment to make (the orders ran out).
+  let supplyFailure: { readonly error: unknown } | undefined;
   const worker = async (): Promise<void> => {
     while (!stopped) {
       const startedAt = performance.now();
+      let payment: Payment;
+      try {
+        payment = nextPayment();
+      } catch (error) {
+        supplyFailure ??= { error };
+        stopped = true;
+        return;
+      }
       let result: 'committed' | 'aborted' | 'failed';
       try {
-        result = await pay(client, nextPayment());
+        result = await pay(client, payment);
       } catch {
         result = 'failed';
+        // A payment that fails at once settles without I/O: without a turn of the event loop
+        // here, the workers would chase each other through microtasks and no timer would fire.
+        await new Promise((resolve) => setImmediate(resolve));
       }
       if (measuring) record(tally, result, performance.now() - startedAt);
     }
@@ -136,6 +149,7 @@ export async function closedLoop(
   await options.onWindow('end');
   stopped = true;
   await workers;
+  if (supplyFailure !== undefined) throw supplyFailure.error;
   return windowResult(tally, seconds, 0, windowStart);
 }
 
@@ -161,6 +175,8 @@ export async function openLoop(
   let dropped = 0;
   let windowStart = Number.POSITIVE_INFINITY;
   let windowEnd = Number.POSITIVE_INFINITY;
+  let stopAt = Number.POSITIVE_INFINITY;
+  let supplyFailure: { readonly error: unknown } | undefined;
   const launch = (scheduledAt: number): void => {
     const counted = scheduledAt >= windowStart && scheduledAt < windowEnd;
     if (inFlight.size >= openLoopInFlightMax) {
@@ -175,13 +191,21 @@ export async function openLoop(
         samples.push([round(scheduledAt - windowStart), round(latencyMs)]);
       }
     };
-    const done = pay(client, nextPayment()).then(settle, () => settle('failed'));
+    let payment: Payment;
+    try {
+      payment = nextPayment();
+    } catch (error) {
+      // No payment to make (the orders ran out): schedule nothing more, and say why at the end.
+      supplyFailure ??= { error };
+      stopAt = Math.min(stopAt, scheduledAt);
+      return;
+    }
+    const done = pay(client, payment).then(settle, () => settle('failed'));
     const tracked = done.finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
   };
   const startedAt = performance.now();
   let nextAt = startedAt;
-  let stopAt = Number.POSITIVE_INFINITY;
   const scheduler = (async (): Promise<void> => {
     while (nextAt < stopAt) {
       const now = performance.now();
@@ -196,10 +220,11 @@ export async function openLoop(
   await options.onWindow('start');
   windowStart = performance.now();
   windowEnd = windowStart + measureMs;
-  stopAt = windowEnd;
+  stopAt = Math.min(stopAt, windowEnd);
   await scheduler;
   await Promise.all(inFlight);
   await options.onWindow('end');
+  if (supplyFailure !== undefined) throw supplyFailure.error;
   const result = windowResult(tally, measureMs / 1_000, dropped, windowStart);
   if (options.keepSamples !== true) return result;
   samples.sort((a, b) => a[0] - b[0]);

@@ -258,7 +258,7 @@ const quickTiming = {
 export const stackWarmupConcurrency = 16;
 
 /** Payments per second no level is expected to exceed; orders are made for this many. */
-const closedRateCeiling = 8_000;
+const closedRateCeiling = 12_000;
 
 export async function runThroughput(options: ThroughputOptions): Promise<ThroughputResult> {
   const timing = options.quick ? quickTiming : fullTiming;
