@@ -84,10 +84,21 @@ interface Batch {
   open: number;
 }
 
+/**
+ * Sends to one participant waiting for their reply, by transaction id: one map per participant
+ * and kind, so the key is the transaction id string the machine made, hashed once, instead of a
+ * `<kind>.<participant>.<txId>` string built and hashed twice per message: 2.6 of the 31 KB the
+ * coordinator allocated per payment at the peak (docs/performance.md, eleventh round).
+ */
+type Waits = Readonly<Record<SentMessage['kind'], TurnoverMap<string, Waiting>>>;
+
+function waits(): Waits {
+  return { prepare: new TurnoverMap(), decision: new TurnoverMap() };
+}
+
 /** A send waiting for its reply. */
 interface Waiting {
   readonly sentAt: number;
-  readonly participant: ParticipantName;
   readonly sent: SentMessage;
   readonly batch: Batch | undefined;
 }
@@ -104,11 +115,15 @@ export class ParticipantChannel {
   readonly #options: ParticipantChannelOptions;
   readonly #inbox = createInbox();
   /**
-   * Sends waiting for a reply, by `<kind>.<participant>.<txId>`; in the order sent, since a
-   * re-send moves its entry to the end. Bounded by the transactions in flight times the
+   * Sends waiting for a reply, by participant, kind and transaction; each map in the order sent,
+   * since a re-send moves its entry to the end. Bounded by the transactions in flight times the
    * participants.
    */
-  readonly #waiting = new TurnoverMap<string, Waiting>();
+  readonly #waiting: Readonly<Record<ParticipantName, Waits>> = {
+    bank: waits(),
+    vendor: waits(),
+    customer: waits(),
+  };
   /** Batches with elements still waiting, by id. */
   readonly #batches = new TurnoverMap<string, Batch>();
   #nextBatch = 1;
@@ -133,7 +148,9 @@ export class ParticipantChannel {
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     clearInterval(this.#sweeper);
-    this.#waiting.clear();
+    for (const name of participantNames) {
+      for (const waiting of Object.values(this.#waiting[name])) waiting.clear();
+    }
     this.#batches.clear();
   }
 
@@ -164,7 +181,7 @@ export class ParticipantChannel {
     let data: Uint8Array;
     let batch: Batch | undefined;
     if (chunk.length === 1 && only !== undefined) {
-      reply = `${this.#inbox}.${keyOf(participant, only.sent)}`;
+      reply = `${this.#inbox}.${only.sent.kind}.${participant}.${only.sent.txId}`;
       data = only.data;
     } else {
       const id = String(this.#nextBatch++);
@@ -176,26 +193,26 @@ export class ParticipantChannel {
     }
     const sentAt = this.#options.now();
     for (const { sent } of chunk) {
-      const key = keyOf(participant, sent);
-      this.#settle(key);
-      this.#waiting.set(key, { sentAt, participant, sent, batch });
+      this.#settle(participant, sent);
+      this.#waiting[participant][sent.kind].set(sent.txId, { sentAt, sent, batch });
     }
     try {
       this.#options.nats.publish(subject, data, { reply });
     } catch (error) {
       // A closed or draining connection refuses at once; the machine re-sends later.
       for (const { sent } of chunk) {
-        this.#settle(keyOf(participant, sent));
+        this.#settle(participant, sent);
         this.#options.onAnswer({ kind: 'failed', participant, sent, error: errorText(error) });
       }
     }
   }
 
   /** Stops waiting for a send's reply, and forgets its batch once nothing in it waits. */
-  #settle(key: string): void {
-    const waiting = this.#waiting.get(key);
+  #settle(participant: ParticipantName, sent: SentMessage): void {
+    const waits = this.#waiting[participant][sent.kind];
+    const waiting = waits.get(sent.txId);
     if (waiting === undefined) return;
-    this.#waiting.delete(key);
+    waits.delete(sent.txId);
     const { batch } = waiting;
     if (batch === undefined) return;
     batch.open -= 1;
@@ -215,7 +232,7 @@ export class ParticipantChannel {
     }
     if (!sentKinds.includes(kind)) return;
     const sent: SentMessage = { kind: kind as SentMessage['kind'], txId: id };
-    this.#settle(keyOf(name, sent));
+    this.#settle(name, sent);
     if (noResponders) {
       this.#options.onAnswer({ kind: 'failed', participant: name, sent, error: 'no responders' });
       return;
@@ -271,7 +288,7 @@ export class ParticipantChannel {
     for (const { index, reply } of decoded.replies) {
       const sent = batch.elements[index];
       if (sent === undefined) continue;
-      this.#settle(keyOf(participant, sent));
+      this.#settle(participant, sent);
       onAnswer({ kind: 'reply', participant, sent, read: () => readParticipantReply(reply) });
     }
   }
@@ -279,31 +296,33 @@ export class ParticipantChannel {
   /** Settles every element of the batch still waiting under it, with the answer made for it. */
   #answerOpen(batch: Batch, answerFor: (sent: SentMessage) => ParticipantAnswer): void {
     for (const sent of this.#openElements(batch)) {
-      this.#settle(keyOf(batch.participant, sent));
+      this.#settle(batch.participant, sent);
       this.#options.onAnswer(answerFor(sent));
     }
   }
 
   /** The batch's elements still waiting under it (not re-sent since in another message). */
   #openElements(batch: Batch): SentMessage[] {
-    return batch.elements.filter(
-      (sent) => this.#waiting.get(keyOf(batch.participant, sent))?.batch === batch,
-    );
+    const waits = this.#waiting[batch.participant];
+    return batch.elements.filter((sent) => waits[sent.kind].get(sent.txId)?.batch === batch);
   }
 
-  /** Reports every send older than the timeout, once. Oldest first, so it stops at a young one. */
+  /**
+   * Reports every send older than the timeout, once. Each map oldest first, so it stops at a
+   * young one.
+   */
   #sweep(): void {
     const { now, timeoutMs, onAnswer } = this.#options;
     const cutoff = now() - timeoutMs;
-    for (const [key, { sentAt, participant, sent }] of this.#waiting) {
-      if (sentAt > cutoff) return;
-      this.#settle(key);
-      const error = `timeout after ${timeoutMs} ms`;
-      onAnswer({ kind: 'failed', participant, sent, error });
+    const error = `timeout after ${timeoutMs} ms`;
+    for (const participant of participantNames) {
+      for (const waits of Object.values(this.#waiting[participant])) {
+        for (const { sentAt, sent } of waits.values()) {
+          if (sentAt > cutoff) break;
+          this.#settle(participant, sent);
+          onAnswer({ kind: 'failed', participant, sent, error });
+        }
+      }
     }
   }
-}
-
-function keyOf(participant: ParticipantName, sent: SentMessage): string {
-  return `${sent.kind}.${participant}.${sent.txId}`;
 }
