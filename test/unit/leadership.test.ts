@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { JournalBusyError } from '../../common/errors.ts';
 import { SqliteJournal } from '../../coordinator/adapters/sqlite-journal.ts';
 import { SqliteLease } from '../../coordinator/adapters/sqlite-lease.ts';
-import { Leadership, type Role } from '../../coordinator/leadership.ts';
+import { Leadership, type LeadershipOptions, type Role } from '../../coordinator/leadership.ts';
 import type { JournalRecord } from '../../coordinator/core/types.ts';
 import type { LogFields, Logger } from '../../common/log.ts';
 import { beginRecord } from '../helpers/journal-records.ts';
@@ -182,33 +182,25 @@ test.serial(
   },
 );
 
-/**
- * The first role announced is the ready line the launcher waits for: a coordinator printed it
- * before the NATS server had its subscriptions, and a test's first request found no responders.
- */
-test('the active role is announced once the service is reachable, not when it starts', async (t) => {
+/** The only coordinator, without a lease, on a fresh journal, running the service given. */
+function soleLeadership(
+  t: ExecutionContext,
+  createService: LeadershipOptions['createService'],
+  onRole: LeadershipOptions['onRole'],
+): Leadership {
   const directory = mkdtempSync(join(tmpdir(), 'continuum-leadership-'));
   const journal = new SqliteJournal(join(directory, 'coordinator.sqlite'), retentionMs);
-  const roles: { role: Role; epoch: number | undefined }[] = [];
-  let started = 0;
-  let reachable: () => void = () => t.fail('not started');
-  const record = (): void => undefined;
+  const quiet = (): void => undefined;
   const leadership = new Leadership({
     journal,
     lease: undefined,
     instance: 'coordinator-1',
-    log: { info: record, warn: record, error: record },
+    log: { info: quiet, warn: quiet, error: quiet },
     now: Date.now,
     standbyPollMs: 20,
     renewMs: 20,
-    createService: () => ({
-      start: () => {
-        started += 1;
-        return new Promise<void>((resolve) => (reachable = resolve));
-      },
-      stop: () => undefined,
-    }),
-    onRole: (role, epoch) => void roles.push({ role, epoch }),
+    createService,
+    onRole,
     onFencedWithoutLease: () => t.fail('nobody else began a term'),
   });
   t.teardown(async () => {
@@ -216,6 +208,28 @@ test('the active role is announced once the service is reachable, not when it st
     journal.close();
     rmSync(directory, { recursive: true, force: true });
   });
+  return leadership;
+}
+
+/**
+ * The first role announced is the ready line the launcher waits for: a coordinator printed it
+ * before the NATS server had its subscriptions, and a test's first request found no responders.
+ */
+test('the active role is announced once the service is reachable, not when it starts', async (t) => {
+  const roles: { role: Role; epoch: number | undefined }[] = [];
+  let started = 0;
+  let reachable: () => void = () => t.fail('not started');
+  const leadership = soleLeadership(
+    t,
+    () => ({
+      start: () => {
+        started += 1;
+        return new Promise<void>((resolve) => (reachable = resolve));
+      },
+      stop: () => undefined,
+    }),
+    (role, epoch) => void roles.push({ role, epoch }),
+  );
   const running = leadership.run();
   t.true(await until(() => started === 1, 3_000), 'the service was started');
   await new Promise((resolve) => setTimeout(resolve, 100));
@@ -228,29 +242,15 @@ test('the active role is announced once the service is reachable, not when it st
 });
 
 test('a service that cannot start stops the leadership loop with its error', async (t) => {
-  const directory = mkdtempSync(join(tmpdir(), 'continuum-leadership-'));
-  const journal = new SqliteJournal(join(directory, 'coordinator.sqlite'), retentionMs);
-  const record = (): void => undefined;
-  const leadership = new Leadership({
-    journal,
-    lease: undefined,
-    instance: 'coordinator-1',
-    log: { info: record, warn: record, error: record },
-    now: Date.now,
-    standbyPollMs: 20,
-    renewMs: 20,
-    createService: () => ({
+  const leadership = soleLeadership(
+    t,
+    () => ({
       start: () => {
         throw new Error('unknown journal record kind "x"');
       },
       stop: () => undefined,
     }),
-    onRole: () => t.fail('a service that did not start is not announced'),
-    onFencedWithoutLease: () => t.fail('nobody else began a term'),
-  });
-  t.teardown(() => {
-    journal.close();
-    rmSync(directory, { recursive: true, force: true });
-  });
+    () => t.fail('a service that did not start is not announced'),
+  );
   await t.throwsAsync(leadership.run(), { message: /unknown journal record kind/ });
 });
