@@ -136,7 +136,7 @@ export class Leadership {
         resolve(termEndOf(error));
       });
     });
-    this.#announceWhenReachable(epoch);
+    this.#startService(epoch);
     const end = await Promise.race([ended, this.#keepLease(epoch, ended)]);
     this.#service?.stop();
     this.#service = undefined;
@@ -151,7 +151,7 @@ export class Leadership {
    * term does not wait for that, so the lease is renewed meanwhile; an announcement that comes
    * after the term ended is not made.
    */
-  #announceWhenReachable(epoch: number): void {
+  #startService(epoch: number): void {
     const service = this.#service;
     if (service === undefined) return;
     service.start().then(

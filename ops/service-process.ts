@@ -56,6 +56,17 @@ function stateLetter(statPath: string): string {
   }
 }
 
+/** The state letter of each of the process's threads (see processState); none once it is gone. */
+export function threadStates(pid: number): string[] {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  return threads.map((thread) => stateLetter(`/proc/${pid}/task/${thread}/stat`));
+}
+
 /** How long a SIGSTOPped process may take to stop before pause() gives up. */
 const stopWaitMsMax = 5_000;
 /** Stopped (`T`), stopped by a tracer (`t`), or past running: exited (`Z`, `X`) or gone. */
@@ -79,14 +90,8 @@ export class ProcessNotStoppedError extends Error {
 export async function untilStopped(pid: number, waitMsMax = stopWaitMsMax): Promise<void> {
   const deadline = Date.now() + waitMsMax;
   for (;;) {
-    let threads: string[];
-    try {
-      threads = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      return; // Gone, so it answers nothing either.
-    }
-    const states = threads.map((thread) => stateLetter(`/proc/${pid}/task/${thread}/stat`));
-    if (states.every((state) => notRunningStates.has(state))) return;
+    // A process that is gone has no threads, and answers nothing either.
+    if (threadStates(pid).every((state) => notRunningStates.has(state))) return;
     if (Date.now() >= deadline) throw new ProcessNotStoppedError(pid, waitMsMax);
     await sleep(1);
   }

@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +18,7 @@ import {
   ProcessNotStoppedError,
   processState,
   projectRoot,
+  threadStates,
   untilStopped,
 } from '../../ops/service-process.ts';
 
@@ -93,13 +94,6 @@ function spinningProcess(): ReturnType<typeof spawn> {
     "new Worker('for (;;) {}', { eval: true });" +
     'for (;;) {}';
   return spawn(process.execPath, ['-e', program], { stdio: 'ignore' });
-}
-
-function threadStates(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/task`).map((thread) => {
-    const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  });
 }
 
 // kill() returns before the other core's threads have taken the SIGSTOP: without the wait, a
