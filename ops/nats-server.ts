@@ -15,7 +15,7 @@ import type { Server } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientInboxPrefix, subjects, type ParticipantName } from '../common/protocol.ts';
-import { untilStopped } from './service-process.ts';
+import { stopProcess } from './service-process.ts';
 
 export interface NatsServerOptions {
   dataDir: string;
@@ -618,8 +618,7 @@ class NatsNode implements NatsServerHandle {
   async pause(): Promise<void> {
     const pid = this.#child?.pid;
     if (pid === undefined || !this.isRunning()) return;
-    this.#child?.kill('SIGSTOP');
-    await untilStopped(pid);
+    await stopProcess(pid);
   }
 
   resume(): void {

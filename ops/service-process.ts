@@ -67,6 +67,12 @@ export function threadStates(pid: number): string[] {
   return threads.map((thread) => stateLetter(`/proc/${pid}/task/${thread}/stat`));
 }
 
+/** SIGSTOP to a process, resolving once it has stopped (see untilStopped). */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  await untilStopped(pid);
+}
+
 /** How long a SIGSTOPped process may take to stop before pause() gives up. */
 const stopWaitMsMax = 5_000;
 /** Stopped (`T`), stopped by a tracer (`t`), or past running: exited (`Z`, `X`) or gone. */
@@ -214,8 +220,7 @@ export class ServiceProcess {
   async pause(): Promise<void> {
     const pid = this.#child?.pid;
     if (pid === undefined || !this.isRunning()) return;
-    process.kill(pid, 'SIGSTOP');
-    await untilStopped(pid);
+    await stopProcess(pid);
   }
 
   resume(): void {
