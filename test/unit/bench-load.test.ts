@@ -55,7 +55,9 @@ test('a closed loop whose payments all fail at once still ends its window', asyn
   });
   t.true(window.failed > 0);
   t.is(window.committed, 0);
-  t.true(window.seconds >= 0.05, `window of ${window.seconds} s`);
+  // The window's timer may fire up to a millisecond early by performance.now(): libuv's timers
+  // run on a clock read once per loop turn and kept in whole milliseconds.
+  t.true(window.seconds >= 0.048, `window of ${window.seconds} s`);
 });
 
 test('an open loop whose orders run out ends with the supply error', async (t) => {
