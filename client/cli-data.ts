@@ -315,23 +315,27 @@ function journalSummary(kind: string, body: Record<string, unknown>): string {
 }
 
 interface BarrierRow {
-  phase: string;
-  outcome: string;
+  vote: string;
   reason: string | null;
-  at: number;
+  decision: string | null;
+  created_at: number;
+  decided_at: number | null;
 }
 
+/** The vote (or tombstone), and the decision once applied: what the barrier row records. */
 function barrierEntries(db: Db, party: ParticipantName, txId: string): RankedEntry[] {
   const rows = db
-    .prepare('SELECT phase, outcome, reason, created_at AS at FROM barrier WHERE tx_id = ?')
+    .prepare('SELECT vote, reason, decision, created_at, decided_at FROM barrier WHERE tx_id = ?')
     .all(txId) as BarrierRow[];
-  return rows.map((row) => ({
-    at: row.at,
-    party,
-    table: 'barrier',
-    rank: row.phase === 'prepare' ? 1 : 3,
-    what: `${row.phase} ${row.outcome}${row.reason === null ? '' : `: ${row.reason}`}`,
-  }));
+  return rows.flatMap((row): RankedEntry[] => {
+    const entry = { party, table: 'barrier' };
+    const vote = `prepare ${row.vote}${row.reason === null ? '' : `: ${row.reason}`}`;
+    const entries: RankedEntry[] = [{ ...entry, at: row.created_at, rank: 1, what: vote }];
+    if (row.decision !== null && row.decided_at !== null) {
+      entries.push({ ...entry, at: row.decided_at, rank: 3, what: `${row.decision} done` });
+    }
+    return entries;
+  });
 }
 
 /** The first row for a business change, and a second for its end when it has one. */

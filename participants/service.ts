@@ -385,8 +385,9 @@ export class ParticipantService {
       if (!(error instanceof VotedNo)) throw error;
       vote = error.vote;
     }
-    const reason = vote.vote === 'no' ? vote.reason : null;
-    this.#barrier.insert.run(txId, 'prepare', vote.vote, reason, JSON.stringify(payment), now);
+    // A NO vote finishes the transaction here: the coordinator sends no ABORT after it.
+    const [reason, decidedAt] = vote.vote === 'no' ? [vote.reason, now] : [null, null];
+    this.#barrier.vote.run(txId, vote.vote, reason, JSON.stringify(payment), now, decidedAt);
     return vote;
   }
 
@@ -394,22 +395,27 @@ export class ParticipantService {
     const { resourceManager } = this.#options;
     const barrier = this.#barrier;
     if (decision === 'commit') {
-      if (barrier.insertIfAbsent.run(txId, 'commit', 'done', null, null, now).changes === 0) return;
       // Takes the vote out of doubt, and is the check that there was a YES to commit.
-      const decided = barrier.decideYes.run(now, txId).changes;
-      assert(decided === 1, `commit of ${txId}, which did not vote yes here`);
-      resourceManager.commit(this.#db, txId, now);
+      if (barrier.commit.run(now, txId).changes === 1) {
+        resourceManager.commit(this.#db, txId, now);
+        return;
+      }
+      // A COMMIT sent again finds its decision applied and changes nothing.
+      const row = barrier.row.get(txId) as BarrierRow | undefined;
+      assert(row?.decision === 'commit', `commit of ${txId}, which did not vote yes here`);
       return;
     }
     // An ABORT that finds no PREPARE leaves a tombstone, so that PREPARE, if it ever comes,
     // finds its row and votes NO instead of holding resources for a decided transaction.
-    const tombstone = barrier.insertIfAbsent.run(txId, 'prepare', 'tombstone', null, null, now);
-    if (barrier.insertIfAbsent.run(txId, 'abort', 'done', null, null, now).changes === 0) return;
-    if (tombstone.changes === 1) return;
-    const prepared = barrier.phase.get(txId, 'prepare') as { outcome: string };
-    if (prepared.outcome !== 'yes') return;
-    barrier.decideYes.run(now, txId);
-    resourceManager.abort(this.#db, txId, now);
+    if (barrier.tombstone.run(txId, now, now).changes === 1) return;
+    const undecided = barrier.abort.get(now, txId) as Pick<BarrierRow, 'vote'> | undefined;
+    if (undecided === undefined) {
+      // An ABORT sent again finds its decision applied and changes nothing.
+      const row = barrier.row.get(txId) as BarrierRow;
+      assert(row.decision === 'abort', `abort of ${txId}, which committed here`);
+      return;
+    }
+    if (undecided.vote === 'yes') resourceManager.abort(this.#db, txId, now);
   }
 
   /**
@@ -435,25 +441,19 @@ export class ParticipantService {
   }
 
   #storedStatus(txId: string): StoredStatus | undefined {
-    const rows = this.#barrier.rows.all(txId) as {
-      phase: string;
-      outcome: string;
-      reason: string | null;
-    }[];
-    if (rows.length === 0) {
+    const row = this.#barrier.row.get(txId) as BarrierRow | undefined;
+    if (row === undefined) {
       // Transaction ids are ULIDs, which carry their creation time.
       if (ulidTime(txId) >= this.#forgottenBefore) return undefined;
       // Rare by nature (a message later than the retention), so worth a line each.
       this.#options.log.info('forgotten-transaction', { txId });
       return { status: 'forgotten' };
     }
-    if (rows.some((row) => row.phase === 'commit')) return { status: 'committed' };
-    if (rows.some((row) => row.phase === 'abort')) return { status: 'aborted' };
-    const prepared = rows.find((row) => row.phase === 'prepare');
-    assert(prepared, `barrier of ${txId} has a prepare row`);
-    if (prepared.outcome === 'yes') return { status: 'voted-yes' };
-    assert(prepared.outcome === 'no', `barrier of ${txId}: a tombstone always has an abort row`);
-    return { status: 'voted-no', reason: prepared.reason ?? 'refused' };
+    if (row.decision === 'commit') return { status: 'committed' };
+    if (row.decision === 'abort') return { status: 'aborted' };
+    if (row.vote === 'yes') return votedYes;
+    assert(row.vote === 'no', `barrier of ${txId}: a tombstone always has its abort`);
+    return { status: 'voted-no', reason: row.reason ?? 'refused' };
   }
 
   #queryStatus(txId: string): void {
@@ -494,7 +494,7 @@ export class ParticipantService {
 
 /**
  * Finished transactions older than a cutoff, oldest first. Older twice over: finished before it
- * by this host's clock (`created_at`), and made before it by the coordinator's, which the id
+ * by this host's clock (`decided_at`), and made before it by the coordinator's, which the id
  * carries (a ULID below the cutoff's ten-character time prefix). The second test keeps everything
  * forgotten under the watermark, which `#storedStatus` compares with the id's time. Without it, a
  * coordinator clock running ahead of this host's let the purge forget a transaction the watermark
@@ -506,26 +506,41 @@ export class ParticipantService {
  * quarter of a second every purge interval once the table held a few million rows
  * (test/unit/barrier-plans.test.ts).
  */
-export const finishedBeforeSql = `SELECT DISTINCT tx_id FROM barrier
-  WHERE (phase IN ('commit', 'abort') OR outcome = 'no') AND created_at < ? AND tx_id < ?
-  ORDER BY created_at LIMIT ${purgeChunkMax}`;
+export const finishedBeforeSql = `SELECT tx_id FROM barrier
+  WHERE decided_at IS NOT NULL AND decided_at < ? AND tx_id < ?
+  ORDER BY decided_at LIMIT ${purgeChunkMax}`;
 
 /** YES votes without a decision, through the `barrier_in_doubt` index: what a start recovers. */
-export const inDoubtSql = `SELECT tx_id FROM barrier
-  WHERE phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`;
+export const inDoubtSql = `SELECT tx_id FROM barrier WHERE vote = 'yes' AND decided_at IS NULL`;
+
+/** A transaction's row in the barrier (migrations/bank/0005-barrier-one-row.sql). */
+interface BarrierRow {
+  readonly vote: 'yes' | 'no' | 'tombstone';
+  readonly reason: string | null;
+  readonly decision: Decision | null;
+}
 
 function barrierStatements(db: SqliteDatabase) {
-  const columns = '(tx_id, phase, outcome, reason, payment, created_at) VALUES (?, ?, ?, ?, ?, ?)';
   return {
-    insert: db.prepare(`INSERT INTO barrier ${columns}`),
-    insertIfAbsent: db.prepare(`INSERT OR IGNORE INTO barrier ${columns}`),
-    phase: db.prepare('SELECT outcome FROM barrier WHERE tx_id = ? AND phase = ?'),
-    // A YES vote's decided_at keeps the barrier_in_doubt index down to what is in doubt.
-    decideYes: db.prepare(
-      `UPDATE barrier SET decided_at = ?
-       WHERE tx_id = ? AND phase = 'prepare' AND outcome = 'yes' AND decided_at IS NULL`,
+    vote: db.prepare(
+      `INSERT INTO barrier (tx_id, vote, reason, payment, created_at, decided_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
     ),
-    rows: db.prepare('SELECT phase, outcome, reason FROM barrier WHERE tx_id = ?'),
+    // Setting decided_at takes a YES vote out of the barrier_in_doubt index.
+    commit: db.prepare(
+      `UPDATE barrier SET decision = 'commit', decided_at = ?
+       WHERE tx_id = ? AND vote = 'yes' AND decision IS NULL`,
+    ),
+    tombstone: db.prepare(
+      `INSERT OR IGNORE INTO barrier (tx_id, vote, decision, created_at, decided_at)
+       VALUES (?, 'tombstone', 'abort', ?, ?)`,
+    ),
+    // A NO vote finished the transaction already: its decided_at stays the earlier time.
+    abort: db.prepare(
+      `UPDATE barrier SET decision = 'abort', decided_at = coalesce(decided_at, ?)
+       WHERE tx_id = ? AND decision IS NULL RETURNING vote`,
+    ),
+    row: db.prepare('SELECT vote, reason, decision FROM barrier WHERE tx_id = ?'),
     epoch: db.prepare('SELECT epoch FROM fence WHERE id = 1').pluck(),
     raiseEpoch: db.prepare('UPDATE fence SET epoch = ? WHERE id = 1 AND epoch < ?'),
     forgottenBefore: db.prepare('SELECT forgotten_before FROM barrier_retention').pluck(),

@@ -143,23 +143,17 @@ export function readSnapshot(files: DatabaseFiles): Snapshot {
 }
 
 function readBarrier(db: Database.Database): Map<string, BarrierView> {
-  const rows = db.prepare('SELECT tx_id, phase, outcome FROM barrier').all() as {
+  const rows = db.prepare('SELECT tx_id, vote, decision FROM barrier').all() as {
     tx_id: string;
-    phase: string;
-    outcome: string;
+    vote: BarrierView['prepare'];
+    decision: 'commit' | 'abort' | null;
   }[];
-  const views = new Map<
-    string,
-    { prepare: BarrierView['prepare']; commit: boolean; abort: boolean }
-  >();
-  for (const row of rows) {
-    const view = views.get(row.tx_id) ?? { prepare: undefined, commit: false, abort: false };
-    if (row.phase === 'prepare') view.prepare = row.outcome as BarrierView['prepare'];
-    if (row.phase === 'commit') view.commit = true;
-    if (row.phase === 'abort') view.abort = true;
-    views.set(row.tx_id, view);
-  }
-  return views;
+  return new Map(
+    rows.map((row) => [
+      row.tx_id,
+      { prepare: row.vote, commit: row.decision === 'commit', abort: row.decision === 'abort' },
+    ]),
+  );
 }
 
 function readNegativeAccounts(bank: Database.Database): string[] {

@@ -36,7 +36,7 @@ test('finished transactions leave the barrier after the retention; late messages
   t.teardown(() => bankDb.close());
   bankDb.pragma('busy_timeout = 5000');
   const insertVote = bankDb.prepare(
-    "INSERT INTO barrier (tx_id, phase, outcome, created_at) VALUES (?, 'prepare', 'yes', 1)",
+    "INSERT INTO barrier (tx_id, vote, created_at) VALUES (?, 'yes', 1)",
   );
   insertVote.run(inDoubt);
   // A transaction finished long ago by the bank's clock but made (by its id) after every cutoff
@@ -46,7 +46,7 @@ test('finished transactions leave the barrier after the retention; late messages
   const ahead = monotonicFactory()(Date.now() + 3_600_000);
   bankDb
     .prepare(
-      "INSERT INTO barrier (tx_id, phase, outcome, reason, created_at) VALUES (?, 'prepare', 'no', 'x', 1)",
+      "INSERT INTO barrier (tx_id, vote, reason, created_at, decided_at) VALUES (?, 'no', 'x', 1, 1)",
     )
     .run(ahead);
   const committed = await ts.client.makePayment(paymentFor('order-1001'));
@@ -106,9 +106,8 @@ test('finished transactions leave the barrier after the retention; late messages
   t.like(await ask({ v: 1, kind: 'decision', txId: fresh, decision: 'abort', epoch }), {
     kind: 'ack',
   });
-  t.deepEqual(ts.query('bank', 'SELECT phase FROM barrier WHERE tx_id = ? ORDER BY phase', fresh), [
-    { phase: 'abort' },
-    { phase: 'prepare' },
+  t.deepEqual(ts.query('bank', 'SELECT vote, decision FROM barrier WHERE tx_id = ?', fresh), [
+    { vote: 'tombstone', decision: 'abort' },
   ]);
 
   // And the system still works and holds every invariant.

@@ -1,11 +1,11 @@
 /**
- * A participant's durable state, in memory: the barrier (one row per transaction and phase, as in
- * `participants/service.ts`) and a small bank-like ledger (balances and holds per owner). Both are
- * changed only inside a local transaction that the simulated shell makes durable as a whole, so
- * after a crash they hold exactly what a committed SQLite transaction would.
+ * A participant's durable state, in memory: the barrier (one row per transaction, with its vote and
+ * its decision, as in `participants/service.ts`) and a small bank-like ledger (balances and holds
+ * per owner). Both are changed only inside a local transaction that the simulated shell makes
+ * durable as a whole, so after a crash they hold exactly what a committed SQLite transaction would.
  *
- * The barrier refuses a second row for one (transaction, phase) as the table's primary key does,
- * and reports its status by the same rules as the real shell's `#storedStatus`. It expires as the
+ * The barrier refuses a second vote or a second decision for one transaction, as the real shell's
+ * primary key and conditional updates do, and reports its status by the same rules as the real shell's `#storedStatus`. It expires as the
  * real one does: a purge forgets the transactions finished before a cutoff by the participant's
  * clock and made before it by the coordinator's (which a ULID carries), and raises the durable
  * watermark to the cutoff; a transaction with no rows made before the watermark is then

@@ -8,8 +8,9 @@
  * - the search for YES votes in doubt when a participant starts: a full scan made every start
  *   proportional to the retention.
  *
- * And the migration that added `decided_at` marks the YES votes already decided, so an upgraded
- * participant finds in doubt exactly what was in doubt.
+ * And the migrations that changed the barrier's layout (`decided_at` on the prepare row, then one row
+ * per transaction) keep every transaction's vote, decision and times, so an upgraded participant
+ * finds in doubt exactly what was in doubt and forgets what was finished, no earlier.
  */
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -42,61 +43,90 @@ for (const name of participantNames) {
         .prepare(`EXPLAIN QUERY PLAN ${sql}`)
         .all(...parameters)
         .map((row) => (row as { detail: string }).detail);
+      const usesIndex = new RegExp(`^(SEARCH|SCAN) barrier USING (COVERING )?INDEX ${index}\\b`);
       t.true(
-        plan.some(
-          (step) =>
-            step.startsWith(`SEARCH barrier USING INDEX ${index}`) ||
-            step.startsWith(`SCAN barrier USING INDEX ${index}`),
-        ),
+        plan.some((step) => usesIndex.test(step)),
         plan.join('; '),
       );
       t.false(plan.includes('SCAN barrier'), plan.join('; '));
     });
   }
 
-  test(`the ${name} migration to decided_at leaves in doubt exactly the undecided YES votes`, (t) => {
-    const file = join(tempDirectory(t), `${name}.db`);
-    // The database as the previous version left it: every migration but the last.
-    const old = new Database(file);
-    setPragmas(old);
-    old.exec(
-      'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT',
-    );
-    const migrations = loadMigrations(name);
-    t.is(migrations.at(-1)?.name, 'barrier-in-doubt');
-    for (const migration of migrations.slice(0, -1)) {
-      old.exec(migration.sql);
-      old
-        .prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)')
-        .run(migration.version, migration.name, 0);
-    }
-    const row = old.prepare(
-      'INSERT INTO barrier (tx_id, phase, outcome, reason, payment, created_at) VALUES (?, ?, ?, NULL, NULL, ?)',
-    );
-    const rows: [string, string, string][] = [
-      ['tx-committed', 'prepare', 'yes'],
-      ['tx-committed', 'commit', 'done'],
-      ['tx-aborted', 'prepare', 'yes'],
-      ['tx-aborted', 'abort', 'done'],
-      ['tx-in-doubt', 'prepare', 'yes'],
-      ['tx-voted-no', 'prepare', 'no'],
-      ['tx-tombstone', 'prepare', 'tombstone'],
-      ['tx-tombstone', 'abort', 'done'],
-    ];
-    rows.forEach(([txId, phase, outcome], index) => row.run(txId, phase, outcome, 1_000 + index));
-    old.close();
-    const db = openDatabase(file, name);
-    t.teardown(() => db.close());
-    t.deepEqual(db.prepare(inDoubtSql).pluck().all(), ['tx-in-doubt']);
-    const decidedAt = db
-      .prepare("SELECT tx_id, decided_at FROM barrier WHERE phase = 'prepare' ORDER BY tx_id")
-      .all();
-    t.deepEqual(decidedAt, [
-      { tx_id: 'tx-aborted', decided_at: 1_003 },
-      { tx_id: 'tx-committed', decided_at: 1_001 },
-      { tx_id: 'tx-in-doubt', decided_at: null },
-      { tx_id: 'tx-tombstone', decided_at: null },
-      { tx_id: 'tx-voted-no', decided_at: null },
-    ]);
-  });
+  // Databases the two earlier layouts left: one row per phase, before and after `decided_at`.
+  for (const before of ['barrier-in-doubt', 'barrier-one-row']) {
+    test(`the ${name} migrations from before ${before} keep every transaction's vote, decision and time`, (t) => {
+      const file = join(tempDirectory(t), `${name}.db`);
+      const old = new Database(file);
+      setPragmas(old);
+      old.exec(
+        'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT',
+      );
+      const migrations = loadMigrations(name);
+      const next = migrations.findIndex((migration) => migration.name === before);
+      t.true(next > 0, `${name} has a ${before} migration`);
+      for (const migration of migrations.slice(0, next)) {
+        old.exec(migration.sql);
+        old
+          .prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)')
+          .run(migration.version, migration.name, 0);
+      }
+      const row = old.prepare(
+        'INSERT INTO barrier (tx_id, phase, outcome, reason, payment, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      );
+      const rows: [string, string, string, string | null][] = [
+        ['tx-committed', 'prepare', 'yes', null],
+        ['tx-committed', 'commit', 'done', null],
+        ['tx-aborted', 'prepare', 'yes', null],
+        ['tx-aborted', 'abort', 'done', null],
+        ['tx-in-doubt', 'prepare', 'yes', null],
+        ['tx-voted-no', 'prepare', 'no', 'insufficient funds'],
+        ['tx-tombstone', 'prepare', 'tombstone', null],
+        ['tx-tombstone', 'abort', 'done', null],
+      ];
+      rows.forEach(([txId, phase, outcome, reason], index) => {
+        const payment = phase === 'prepare' && outcome !== 'tombstone' ? `{"tx":"${txId}"}` : null;
+        row.run(txId, phase, outcome, reason, payment, 1_000 + index);
+      });
+      if (before === 'barrier-one-row') {
+        // As migration barrier-in-doubt and the code after it left them.
+        old.exec(`UPDATE barrier SET decided_at = 1001 WHERE tx_id = 'tx-committed' AND phase = 'prepare';
+          UPDATE barrier SET decided_at = 1003 WHERE tx_id = 'tx-aborted' AND phase = 'prepare'`);
+      }
+      old.close();
+      const db = openDatabase(file, name);
+      t.teardown(() => db.close());
+      t.deepEqual(db.prepare(inDoubtSql).pluck().all(), ['tx-in-doubt']);
+      const converted = db
+        .prepare(
+          'SELECT tx_id, vote, reason, payment, decision, created_at, decided_at FROM barrier ORDER BY tx_id',
+        )
+        .all();
+      const expected = (
+        txId: string,
+        vote: string,
+        decision: string | null,
+        createdAt: number,
+        decidedAt: number | null,
+        reason: string | null = null,
+      ) => ({
+        tx_id: txId,
+        vote,
+        reason,
+        payment: vote === 'tombstone' ? null : `{"tx":"${txId}"}`,
+        decision,
+        created_at: createdAt,
+        decided_at: decidedAt,
+      });
+      t.deepEqual(converted, [
+        expected('tx-aborted', 'yes', 'abort', 1_002, 1_003),
+        expected('tx-committed', 'yes', 'commit', 1_000, 1_001),
+        expected('tx-in-doubt', 'yes', null, 1_004, null),
+        expected('tx-tombstone', 'tombstone', 'abort', 1_006, 1_007),
+        expected('tx-voted-no', 'no', null, 1_005, 1_005, 'insufficient funds'),
+      ]);
+      // The purge finds what finished before its cutoff, oldest first: here all but the one in doubt.
+      const finished = db.prepare(finishedBeforeSql).pluck().all(1_006, 'tx-zzz');
+      t.deepEqual(finished, ['tx-committed', 'tx-aborted', 'tx-voted-no']);
+    });
+  }
 }
