@@ -9,7 +9,7 @@
  * of balances per currency never changes. Every check runs before the first write, so a NO vote
  * leaves the tables exactly as they were (the caller stores the vote in the same transaction).
  */
-import { assert, AssertionError } from '../../common/assert.ts';
+import { assert } from '../../common/assert.ts';
 import type { Payment } from '../../common/protocol.ts';
 import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
 import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
@@ -49,10 +49,8 @@ function prepareStatements(db: SqliteDatabase) {
       `INSERT INTO holds (tx_id, payer_account, payee_account, amount_minor, currency, state,
          created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'held', ?, ?)`,
     ),
-    // A decision claims the hold's change of state and reads the hold in the same statement.
-    endHold: db.prepare<[HoldState, number, string], Omit<HoldRow, 'state'>>(
-      `UPDATE holds SET state = ?, updated_at = ? WHERE tx_id = ? AND state = 'held'
-       RETURNING payer_account, payee_account, amount_minor`,
+    setHoldState: db.prepare<[HoldState, number, string, HoldState]>(
+      'UPDATE holds SET state = ?, updated_at = ? WHERE tx_id = ? AND state = ?',
     ),
     addHeld: db.prepare<[number, string]>(
       'UPDATE accounts SET held_minor = held_minor + ? WHERE account_id = ?',
@@ -118,30 +116,25 @@ function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number
 
 function commit(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  const hold = statements.endHold.get('captured', now, txId);
-  if (hold === undefined) {
-    const found = statements.hold.get(txId);
-    assert(found !== undefined, `bank commit ${txId}: no hold`);
-    throw new AssertionError(`bank commit ${txId}: hold is ${found.state}, not held`);
-  }
+  const hold = statements.hold.get(txId);
+  assert(hold !== undefined, `bank commit ${txId}: no hold`);
+  assert(hold.state === 'held', `bank commit ${txId}: hold is ${hold.state}, not held`);
   const captured = statements.capture.run(hold.amount_minor, hold.amount_minor, hold.payer_account);
   assert(captured.changes === 1, `bank commit ${txId}: payer account missing`);
   const credited = statements.credit.run(hold.amount_minor, hold.payee_account);
   assert(credited.changes === 1, `bank commit ${txId}: payee account missing`);
+  statements.setHoldState.run('captured', now, txId, 'held');
 }
 
 function abort(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  const hold = statements.endHold.get('released', now, txId);
-  if (hold === undefined) {
-    // Released already (an ABORT applied twice changes nothing); never captured, never absent.
-    const found = statements.hold.get(txId);
-    assert(found !== undefined, `bank abort ${txId}: no hold`);
-    assert(found.state !== 'captured', `bank abort ${txId}: hold already captured`);
-    return;
-  }
+  const hold = statements.hold.get(txId);
+  assert(hold !== undefined, `bank abort ${txId}: no hold`);
+  assert(hold.state !== 'captured', `bank abort ${txId}: hold already captured`);
+  if (hold.state !== 'held') return;
   const released = statements.releaseHeld.run(hold.amount_minor, hold.payer_account);
   assert(released.changes === 1, `bank abort ${txId}: payer account missing`);
+  statements.setHoldState.run('released', now, txId, 'held');
 }
 
 export const bank: ResourceManager = { name: 'bank', prepare, commit, abort };

@@ -10,7 +10,7 @@
  * pending to spent. ABORT cancels it, which frees its share of the limit. Every check runs before the only write, so a NO vote leaves the
  * tables untouched (the caller stores the vote in the same local transaction).
  */
-import { assert, AssertionError } from '../../common/assert.ts';
+import { assert } from '../../common/assert.ts';
 import { receiptFor, type Payment } from '../../common/protocol.ts';
 import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
 import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
@@ -46,14 +46,13 @@ function prepareStatements(db: SqliteDatabase) {
       `INSERT INTO purchases (tx_id, customer_id, vendor_id, order_id, amount_minor, currency,
          status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
     ),
-    // A decision claims the purchase's change of status and reads it in the same statement.
-    complete: db.prepare<[string, number, string], Omit<PurchaseRow, 'status'>>(
+    complete: db.prepare<[string, number, string]>(
       `UPDATE purchases SET status = 'completed', receipt = ?, updated_at = ?
-       WHERE tx_id = ? AND status = 'pending' RETURNING customer_id, amount_minor`,
+       WHERE tx_id = ? AND status = 'pending'`,
     ),
-    cancel: db.prepare<[number, string], Omit<PurchaseRow, 'status'>>(
+    cancel: db.prepare<[number, string]>(
       `UPDATE purchases SET status = 'cancelled', updated_at = ?
-       WHERE tx_id = ? AND status = 'pending' RETURNING customer_id, amount_minor`,
+       WHERE tx_id = ? AND status = 'pending'`,
     ),
     addPending: db.prepare<[number, string]>(
       'UPDATE customers SET pending_minor = pending_minor + ? WHERE customer_id = ?',
@@ -112,12 +111,10 @@ function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number
 
 function commit(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  const purchase = statements.complete.get(receiptFor(txId), now, txId);
-  if (purchase === undefined) {
-    const found = statements.purchase.get(txId);
-    assert(found !== undefined, `customer commit ${txId}: no purchase`);
-    throw new AssertionError(`customer commit ${txId}: purchase is ${found.status}`);
-  }
+  const purchase = statements.purchase.get(txId);
+  assert(purchase !== undefined, `customer commit ${txId}: no purchase`);
+  assert(purchase.status === 'pending', `customer commit ${txId}: purchase is ${purchase.status}`);
+  statements.complete.run(receiptFor(txId), now, txId);
   const { amount_minor: amount, customer_id: customerId } = purchase;
   const spent = statements.pendingToSpent.run(amount, amount, customerId);
   assert(spent.changes === 1, `customer commit ${txId}: customer missing`);
@@ -125,14 +122,10 @@ function commit(db: SqliteDatabase, txId: string, now: number): void {
 
 function abort(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  const purchase = statements.cancel.get(now, txId);
-  if (purchase === undefined) {
-    // Cancelled already (an ABORT applied twice changes nothing); never completed, never absent.
-    const found = statements.purchase.get(txId);
-    assert(found !== undefined, `customer abort ${txId}: no purchase`);
-    assert(found.status !== 'completed', `customer abort ${txId}: purchase already completed`);
-    return;
-  }
+  const purchase = statements.purchase.get(txId);
+  assert(purchase !== undefined, `customer abort ${txId}: no purchase`);
+  assert(purchase.status !== 'completed', `customer abort ${txId}: purchase already completed`);
+  if (statements.cancel.run(now, txId).changes === 0) return;
   const dropped = statements.dropPending.run(purchase.amount_minor, purchase.customer_id);
   assert(dropped.changes === 1, `customer abort ${txId}: customer missing`);
 }

@@ -10,7 +10,7 @@
  * try again. Every check runs before the first write, so a NO vote leaves the tables untouched
  * (the caller stores the vote in the same local transaction).
  */
-import { assert, AssertionError } from '../../common/assert.ts';
+import { assert } from '../../common/assert.ts';
 import type { OrderLine, Payment } from '../../common/protocol.ts';
 import { statementCache, type SqliteDatabase } from '../../common/sqlite.ts';
 import { voteNo, type LocalVote, type ResourceManager } from '../resource-manager.ts';
@@ -70,18 +70,15 @@ function prepareStatements(db: SqliteDatabase) {
     reservations: db.prepare<[string], ReservationRow>(
       'SELECT sku, vendor_id, quantity, state FROM reservations WHERE tx_id = ?',
     ),
-    // A decision claims the reservations' change of state and reads them in the same statement.
-    endReservations: db.prepare<[ReservationState, string], Omit<ReservationRow, 'state'>>(
-      `UPDATE reservations SET state = ? WHERE tx_id = ? AND state = 'reserved'
-       RETURNING sku, vendor_id, quantity`,
+    setReservationState: db.prepare<[ReservationState, string, string]>(
+      'UPDATE reservations SET state = ? WHERE tx_id = ? AND sku = ?',
     ),
     reserveOrder: db.prepare<[string, number, string]>(
       `UPDATE orders SET status = 'reserved', tx_id = ?, updated_at = ?
        WHERE order_id = ? AND status = 'open'`,
     ),
-    payOrder: db.prepare<[number, string], Pick<OrderRow, 'order_id'>>(
-      `UPDATE orders SET status = 'paid', updated_at = ? WHERE tx_id = ? AND status = 'reserved'
-       RETURNING order_id`,
+    payOrder: db.prepare<[number, string]>(
+      `UPDATE orders SET status = 'paid', updated_at = ? WHERE tx_id = ? AND status = 'reserved'`,
     ),
     reopenOrder: db.prepare<[number, string]>(
       `UPDATE orders SET status = 'open', tx_id = NULL, updated_at = ?
@@ -148,36 +145,34 @@ function prepare(db: SqliteDatabase, txId: string, payment: Payment, now: number
 
 function commit(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  if (statements.payOrder.get(now, txId) === undefined) {
-    const order = statements.orderOfTx.get(txId);
-    assert(order !== undefined, `vendor commit ${txId}: no order held by this transaction`);
-    throw new AssertionError(`vendor commit ${txId}: order is ${order.status}`);
-  }
-  // The order was reserved by this transaction, so its reservations are too: prepare writes them
-  // together, and only this transaction's decision changes either.
-  const reservations = statements.endReservations.all('consumed', txId);
+  const order = statements.orderOfTx.get(txId);
+  assert(order !== undefined, `vendor commit ${txId}: no order held by this transaction`);
+  assert(order.status === 'reserved', `vendor commit ${txId}: order is ${order.status}`);
+  const reservations = statements.reservations.all(txId);
   assert(reservations.length > 0, `vendor commit ${txId}: no reservations`);
-  for (const { sku, vendor_id: vendorId, quantity } of reservations) {
+  for (const reservation of reservations) {
+    const { sku, vendor_id: vendorId, quantity, state } = reservation;
+    assert(state === 'reserved', `vendor commit ${txId}: reservation ${sku} is ${state}`);
     const consumed = statements.consumeStock.run(quantity, quantity, vendorId, sku);
     assert(consumed.changes === 1, `vendor commit ${txId}: stock row ${sku} missing`);
+    statements.setReservationState.run('consumed', txId, sku);
   }
+  statements.payOrder.run(now, txId);
 }
 
 function abort(db: SqliteDatabase, txId: string, now: number): void {
   const statements = statementsFor(db);
-  const reservations = statements.endReservations.all('released', txId);
-  if (reservations.length === 0) {
-    // Released already (an ABORT applied twice changes nothing); never consumed, never absent.
-    const found = statements.reservations.all(txId);
-    assert(found.length > 0, `vendor abort ${txId}: no reservations`);
-    const consumed = found.find((reservation) => reservation.state === 'consumed');
-    assert(consumed === undefined, `vendor abort ${txId}: reservation ${consumed?.sku} consumed`);
-    return;
-  }
-  for (const { sku, vendor_id: vendorId, quantity } of reservations) {
+  const reservations = statements.reservations.all(txId);
+  assert(reservations.length > 0, `vendor abort ${txId}: no reservations`);
+  for (const { sku, vendor_id: vendorId, quantity, state } of reservations) {
+    assert(state !== 'consumed', `vendor abort ${txId}: reservation ${sku} already consumed`);
+    if (state !== 'reserved') continue;
     const released = statements.releaseStock.run(quantity, vendorId, sku);
     assert(released.changes === 1, `vendor abort ${txId}: stock row ${sku} missing`);
+    statements.setReservationState.run('released', txId, sku);
   }
+  const order = statements.orderOfTx.get(txId);
+  assert(order?.status !== 'paid', `vendor abort ${txId}: order already paid`);
   // Reopen the order only while this transaction still holds it; otherwise it is not ours.
   statements.reopenOrder.run(now, txId);
 }
