@@ -10,8 +10,9 @@
 --   PREPARE finds the row and votes NO.
 -- - `decision` is the decision applied here: 'commit' only on a YES vote, 'abort' on any.
 -- - `decided_at` is when the transaction finished here: its decision's time, or the NO vote's own
---   (the coordinator sends no ABORT to a participant that voted NO). It is NULL exactly on a YES
---   vote still in doubt, which is what a restarting participant recovers.
+--   (the coordinator sends no ABORT to a participant that voted NO; one that comes anyway leaves
+--   the time as it was). It is NULL exactly on a YES vote still in doubt, which is what a
+--   restarting participant recovers.
 ALTER TABLE barrier RENAME TO barrier_by_phase;
 
 CREATE TABLE barrier (
@@ -34,8 +35,8 @@ INSERT INTO barrier (tx_id, vote, reason, payment, decision, created_at, decided
 SELECT prepared.tx_id, prepared.outcome, prepared.reason, prepared.payment, decided.phase,
   prepared.created_at,
   CASE
-    WHEN decided.phase IS NOT NULL THEN decided.created_at
     WHEN prepared.outcome = 'no' THEN prepared.created_at
+    WHEN decided.phase IS NOT NULL THEN decided.created_at
   END
 FROM barrier_by_phase AS prepared
 LEFT JOIN barrier_by_phase AS decided

@@ -80,6 +80,8 @@ for (const name of participantNames) {
         ['tx-aborted', 'abort', 'done', null],
         ['tx-in-doubt', 'prepare', 'yes', null],
         ['tx-voted-no', 'prepare', 'no', 'insufficient funds'],
+        // An ABORT the coordinator sent anyway: the NO vote finished the transaction first.
+        ['tx-voted-no', 'abort', 'done', null],
         ['tx-tombstone', 'prepare', 'tombstone', null],
         ['tx-tombstone', 'abort', 'done', null],
       ];
@@ -121,8 +123,8 @@ for (const name of participantNames) {
         expected('tx-aborted', 'yes', 'abort', 1_002, 1_003),
         expected('tx-committed', 'yes', 'commit', 1_000, 1_001),
         expected('tx-in-doubt', 'yes', null, 1_004, null),
-        expected('tx-tombstone', 'tombstone', 'abort', 1_006, 1_007),
-        expected('tx-voted-no', 'no', null, 1_005, 1_005, 'insufficient funds'),
+        expected('tx-tombstone', 'tombstone', 'abort', 1_007, 1_008),
+        expected('tx-voted-no', 'no', 'abort', 1_005, 1_005, 'insufficient funds'),
       ]);
       // The purge finds what finished before its cutoff, oldest first: here all but the one in doubt.
       const finished = db.prepare(finishedBeforeSql).pluck().all(1_006, 'tx-zzz');
