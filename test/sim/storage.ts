@@ -57,7 +57,7 @@ export class SimBarrier {
     this.#clockSkewMs = clockSkewMs;
   }
 
-  /** INSERT of the prepare row: fails if the transaction already has one (PRIMARY KEY). */
+  /** INSERT of the vote's row: fails if the transaction already has one (PRIMARY KEY). */
   checkPrepareAbsent(txId: string): void {
     if (this.#rows.get(txId)?.prepare !== undefined) {
       throw new BarrierConstraintError(`PRIMARY KEY: barrier already has (${txId}, prepare)`);
