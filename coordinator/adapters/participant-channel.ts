@@ -148,9 +148,7 @@ export class ParticipantChannel {
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     clearInterval(this.#sweeper);
-    for (const name of participantNames) {
-      for (const waiting of Object.values(this.#waiting[name])) waiting.clear();
-    }
+    for (const [, waits] of this.#waitMaps()) waits.clear();
     this.#batches.clear();
   }
 
@@ -315,14 +313,19 @@ export class ParticipantChannel {
     const { now, timeoutMs, onAnswer } = this.#options;
     const cutoff = now() - timeoutMs;
     const error = `timeout after ${timeoutMs} ms`;
-    for (const participant of participantNames) {
-      for (const waits of Object.values(this.#waiting[participant])) {
-        for (const { sentAt, sent } of waits.values()) {
-          if (sentAt > cutoff) break;
-          this.#settle(participant, sent);
-          onAnswer({ kind: 'failed', participant, sent, error });
-        }
+    for (const [participant, waits] of this.#waitMaps()) {
+      for (const { sentAt, sent } of waits.values()) {
+        if (sentAt > cutoff) break;
+        this.#settle(participant, sent);
+        onAnswer({ kind: 'failed', participant, sent, error });
       }
+    }
+  }
+
+  /** Every map of waiting sends, with the participant it is for. */
+  *#waitMaps(): Generator<[ParticipantName, TurnoverMap<string, Waiting>]> {
+    for (const participant of participantNames) {
+      for (const waits of Object.values(this.#waiting[participant])) yield [participant, waits];
     }
   }
 }
