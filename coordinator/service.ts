@@ -12,6 +12,7 @@
  * a participant then wakes once for both, and applies both in one transaction.
  */
 import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
+import { snapshotInputsMin } from '../common/sqlite.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
 import {
   FencedError,
@@ -316,15 +317,19 @@ export class CoordinatorService {
     // check the term before handling anything.
     if (!this.#termHolds(() => this.#options.journal.checkTerm())) return;
     const effects: CoordinatorEffect[] = [];
-    for (const makeInput of inputs) {
-      const input = makeInput();
-      effects.push(...this.#machine.step(input));
-      // An acknowledgement that leaves others outstanding: "after some but not all acks". Checked
-      // per input, not per batch, so three acks arriving together still reach this point.
-      if (input.kind === 'ack-received' && this.#machine.isInFlight(input.txId)) {
-        crashPoint('coordinator-after-some-acks');
+    const step = (): void => {
+      for (const makeInput of inputs) {
+        const input = makeInput();
+        effects.push(...this.#machine.step(input));
+        // An acknowledgement that leaves others outstanding: "after some but not all acks".
+        // Checked per input, not per batch, so three acks arriving together still reach it.
+        if (input.kind === 'ack-received' && this.#machine.isInFlight(input.txId)) {
+          crashPoint('coordinator-after-some-acks');
+        }
       }
-    }
+    };
+    if (inputs.length < snapshotInputsMin) step();
+    else this.#options.journal.reading(step);
     this.#execute(effects);
   }
 

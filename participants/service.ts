@@ -30,7 +30,12 @@ import {
   type ParticipantReply,
   type Payment,
 } from '../common/protocol.ts';
-import { openDatabase, type SqliteDatabase } from '../common/sqlite.ts';
+import {
+  openDatabase,
+  snapshotInputsMin,
+  snapshotReader,
+  type SqliteDatabase,
+} from '../common/sqlite.ts';
 import { countCommit, serveStats, workCounters } from '../common/stats.ts';
 import { TurnoverSet } from '../common/turnover-map.ts';
 import { barrierPurgeIntervalMs } from './core/barrier-retention.ts';
@@ -133,6 +138,8 @@ export class ParticipantService {
    */
   readonly #inTransaction: (local: readonly LocalEffect[], now: number) => LocalResult[];
   readonly #inSavepoint: (txId: string, payment: Payment, now: number) => LocalVote;
+  /** A batch's barrier lookups, in one read transaction. */
+  readonly #reading: <T>(read: () => T) => T;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
@@ -143,6 +150,7 @@ export class ParticipantService {
     });
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
+    this.#reading = snapshotReader(this.#db);
     this.#epoch = this.#barrier.epoch.get() as number;
     this.#forgottenBefore = this.#barrier.forgottenBefore.get() as number;
     this.#inTransaction = this.#db.transaction((local: readonly LocalEffect[], now: number) =>
@@ -276,7 +284,11 @@ export class ParticipantService {
 
   #flush(inputs: readonly (() => ParticipantInput)[]): void {
     const effects: ParticipantEffect[] = [];
-    for (const makeInput of inputs) effects.push(...this.#machine.step(makeInput()));
+    const step = (): void => {
+      for (const makeInput of inputs) effects.push(...this.#machine.step(makeInput()));
+    };
+    if (inputs.length < snapshotInputsMin) step();
+    else this.#reading(step);
     this.#execute(effects);
   }
 

@@ -23,7 +23,12 @@ import {
 } from '../../common/protocol.ts';
 import Database, { type Transaction } from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
-import { busyTimeoutMs, openDatabase, type SqliteDatabase } from '../../common/sqlite.ts';
+import {
+  busyTimeoutMs,
+  openDatabase,
+  snapshotReader,
+  type SqliteDatabase,
+} from '../../common/sqlite.ts';
 import { countCommit, workCounters } from '../../common/stats.ts';
 import type { JournalRecord, StoredPayment } from '../core/types.ts';
 
@@ -61,6 +66,7 @@ export class SqliteJournal {
   #epochIgnored = false;
   /** Test-only mutation 'purge-by-age': the purge's statements, broken. */
   #purgeByAge: { expired: Database.Statement; purgePayment: Database.Statement } | undefined;
+  readonly #reading: <T>(read: () => T) => T;
   /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
   readonly #appendInTransaction: Transaction<
     (records: readonly JournalRecord[], now: number) => void
@@ -73,6 +79,7 @@ export class SqliteJournal {
     this.#db = openDatabase(file, 'coordinator');
     this.#db.pragma(`busy_timeout = ${busyWaitMs}`);
     const db = this.#db;
+    this.#reading = snapshotReader(db);
     this.#statements = {
       append: db.prepare(
         'INSERT INTO journal (tx_id, kind, body, written_at, epoch) VALUES (?, ?, ?, ?, ?)',
@@ -249,6 +256,14 @@ export class SqliteJournal {
         s.complete.run(record.completedAt, record.txId);
         return;
     }
+  }
+
+  /**
+   * Runs `read` in one read transaction, so that the lookups of a batch share one snapshot and
+   * one read lock instead of taking one each.
+   */
+  reading<T>(read: () => T): T {
+    return this.#reading(read);
   }
 
   /** The payment a key names, unless it completed longer ago than the retention period. */

@@ -15,6 +15,7 @@ import {
   loadMigrations,
   migrationsRoot,
   openDatabase,
+  snapshotReader,
   type DatabaseName,
 } from '../../common/sqlite.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
@@ -209,4 +210,39 @@ test('a database another process is migrating at the same moment is migrated onc
     db.close();
   }
   t.is(await holder.exited, 0);
+});
+
+test("a snapshot reader's statements share one snapshot, and it ends with the function", (t) => {
+  const file = tempFile(t, 'bank');
+  const db = openDatabase(file, 'bank');
+  const other = new Database(file);
+  t.teardown(() => {
+    db.close();
+    other.close();
+  });
+  db.exec('CREATE TABLE probe (n INTEGER NOT NULL) STRICT; INSERT INTO probe VALUES (1)');
+  const count = db.prepare('SELECT count(*) FROM probe').pluck();
+  const reading = snapshotReader(db);
+
+  const seen = reading(() => {
+    const before = count.get();
+    // Another connection commits between the two reads; one snapshot does not see it.
+    other.prepare('INSERT INTO probe VALUES (2)').run();
+    return [before, count.get(), db.inTransaction];
+  });
+  t.deepEqual(seen, [1, 1, true]);
+  t.false(db.inTransaction);
+  t.is(count.get(), 2, "the next read sees the other connection's row");
+
+  const failure = new Error('lookup failed');
+  t.is(
+    t.throws(() =>
+      reading(() => {
+        count.get();
+        throw failure;
+      }),
+    ),
+    failure,
+  );
+  t.false(db.inTransaction, 'a throw ends the read transaction too');
 });
