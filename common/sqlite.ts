@@ -117,15 +117,20 @@ export function migrate(db: SqliteDatabase, name: DatabaseName): void {
  */
 export const snapshotInputsMin = 8;
 
+/** Runs a batch's reads, in one snapshot when the batch is large enough (batchReader). */
+export type BatchReader = <T>(batchSize: number, read: () => T) => T;
+
 /**
- * Runs a function's reads in one deferred transaction: the statements in it share one snapshot
- * and one read lock, where each would otherwise begin and end a read transaction of its own (two
- * `fcntl` calls on the WAL index and a read of its header, about 1 µs a statement). Made once per
- * connection, since better-sqlite3 builds wrapper functions on every `transaction()` call.
+ * Runs the reads of a batch of `batchSize` inputs in one deferred transaction: its statements
+ * share one snapshot and one read lock, where each would otherwise begin and end a read
+ * transaction of its own (two `fcntl` calls on the WAL index and a read of its header, about
+ * 1 µs a statement). Made once per connection, since better-sqlite3 builds wrapper functions on
+ * every `transaction()` call.
  */
-export function snapshotReader(db: SqliteDatabase): <T>(read: () => T) => T {
+export function batchReader(db: SqliteDatabase): BatchReader {
   const inTransaction = db.transaction((read: () => unknown) => read());
-  return <T>(read: () => T): T => inTransaction(read) as T;
+  return <T>(batchSize: number, read: () => T): T =>
+    batchSize < snapshotInputsMin ? read() : (inTransaction(read) as T);
 }
 
 /**

@@ -12,7 +12,6 @@
  * a participant then wakes once for both, and applies both in one transaction.
  */
 import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
-import { snapshotInputsMin } from '../common/sqlite.ts';
 import { crashPoint, isArmed } from '../common/crash.ts';
 import {
   FencedError,
@@ -317,7 +316,7 @@ export class CoordinatorService {
     // check the term before handling anything.
     if (!this.#termHolds(() => this.#options.journal.checkTerm())) return;
     const effects: CoordinatorEffect[] = [];
-    const step = (): void => {
+    this.#options.journal.reading(inputs.length, () => {
       for (const makeInput of inputs) {
         const input = makeInput();
         effects.push(...this.#machine.step(input));
@@ -327,9 +326,7 @@ export class CoordinatorService {
           crashPoint('coordinator-after-some-acks');
         }
       }
-    };
-    if (inputs.length < snapshotInputsMin) step();
-    else this.#options.journal.reading(step);
+    });
     this.#execute(effects);
   }
 

@@ -31,9 +31,9 @@ import {
   type Payment,
 } from '../common/protocol.ts';
 import {
+  batchReader,
   openDatabase,
-  snapshotInputsMin,
-  snapshotReader,
+  type BatchReader,
   type SqliteDatabase,
 } from '../common/sqlite.ts';
 import { countCommit, serveStats, workCounters } from '../common/stats.ts';
@@ -139,7 +139,7 @@ export class ParticipantService {
   readonly #inTransaction: (local: readonly LocalEffect[], now: number) => LocalResult[];
   readonly #inSavepoint: (txId: string, payment: Payment, now: number) => LocalVote;
   /** A batch's barrier lookups, in one read transaction. */
-  readonly #reading: <T>(read: () => T) => T;
+  readonly #reading: BatchReader;
 
   constructor(options: ParticipantServiceOptions) {
     this.#options = options;
@@ -150,7 +150,7 @@ export class ParticipantService {
     });
     this.#db = openDatabase(options.dbFile, options.resourceManager.name);
     this.#barrier = barrierStatements(this.#db);
-    this.#reading = snapshotReader(this.#db);
+    this.#reading = batchReader(this.#db);
     this.#epoch = this.#barrier.epoch.get() as number;
     this.#forgottenBefore = this.#barrier.forgottenBefore.get() as number;
     this.#inTransaction = this.#db.transaction((local: readonly LocalEffect[], now: number) =>
@@ -284,11 +284,9 @@ export class ParticipantService {
 
   #flush(inputs: readonly (() => ParticipantInput)[]): void {
     const effects: ParticipantEffect[] = [];
-    const step = (): void => {
+    this.#reading(inputs.length, () => {
       for (const makeInput of inputs) effects.push(...this.#machine.step(makeInput()));
-    };
-    if (inputs.length < snapshotInputsMin) step();
-    else this.#reading(step);
+    });
     this.#execute(effects);
   }
 

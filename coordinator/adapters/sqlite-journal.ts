@@ -24,9 +24,10 @@ import {
 import Database, { type Transaction } from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import {
+  batchReader,
   busyTimeoutMs,
   openDatabase,
-  snapshotReader,
+  type BatchReader,
   type SqliteDatabase,
 } from '../../common/sqlite.ts';
 import { countCommit, workCounters } from '../../common/stats.ts';
@@ -66,7 +67,7 @@ export class SqliteJournal {
   #epochIgnored = false;
   /** Test-only mutation 'purge-by-age': the purge's statements, broken. */
   #purgeByAge: { expired: Database.Statement; purgePayment: Database.Statement } | undefined;
-  readonly #reading: <T>(read: () => T) => T;
+  readonly #reading: BatchReader;
   /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
   readonly #appendInTransaction: Transaction<
     (records: readonly JournalRecord[], now: number) => void
@@ -79,7 +80,7 @@ export class SqliteJournal {
     this.#db = openDatabase(file, 'coordinator');
     this.#db.pragma(`busy_timeout = ${busyWaitMs}`);
     const db = this.#db;
-    this.#reading = snapshotReader(db);
+    this.#reading = batchReader(db);
     this.#statements = {
       append: db.prepare(
         'INSERT INTO journal (tx_id, kind, body, written_at, epoch) VALUES (?, ?, ?, ?, ?)',
@@ -259,11 +260,11 @@ export class SqliteJournal {
   }
 
   /**
-   * Runs `read` in one read transaction, so that the lookups of a batch share one snapshot and
-   * one read lock instead of taking one each.
+   * Runs the reads of a batch of `batchSize` inputs, in one read transaction when the batch is
+   * large enough that its lookups gain by sharing one snapshot and one read lock (batchReader).
    */
-  reading<T>(read: () => T): T {
-    return this.#reading(read);
+  reading<T>(batchSize: number, read: () => T): T {
+    return this.#reading(batchSize, read);
   }
 
   /** The payment a key names, unless it completed longer ago than the retention period. */

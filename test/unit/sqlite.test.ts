@@ -14,8 +14,9 @@ import {
   databaseNames,
   loadMigrations,
   migrationsRoot,
+  batchReader,
   openDatabase,
-  snapshotReader,
+  snapshotInputsMin,
   type DatabaseName,
 } from '../../common/sqlite.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
@@ -212,7 +213,7 @@ test('a database another process is migrating at the same moment is migrated onc
   t.is(await holder.exited, 0);
 });
 
-test("a snapshot reader's statements share one snapshot, and it ends with the function", (t) => {
+test("a large batch's reads share one snapshot, which ends with them; a small batch's do not", (t) => {
   const file = tempFile(t, 'bank');
   const db = openDatabase(file, 'bank');
   const other = new Database(file);
@@ -222,22 +223,24 @@ test("a snapshot reader's statements share one snapshot, and it ends with the fu
   });
   db.exec('CREATE TABLE probe (n INTEGER NOT NULL) STRICT; INSERT INTO probe VALUES (1)');
   const count = db.prepare('SELECT count(*) FROM probe').pluck();
-  const reading = snapshotReader(db);
-
-  const seen = reading(() => {
+  const insert = other.prepare('INSERT INTO probe VALUES (2)');
+  const reading = batchReader(db);
+  // Another connection commits between two reads of the batch.
+  const readTwice = (): unknown[] => {
     const before = count.get();
-    // Another connection commits between the two reads; one snapshot does not see it.
-    other.prepare('INSERT INTO probe VALUES (2)').run();
+    insert.run();
     return [before, count.get(), db.inTransaction];
-  });
-  t.deepEqual(seen, [1, 1, true]);
+  };
+
+  t.deepEqual(reading(snapshotInputsMin, readTwice), [1, 1, true], 'one snapshot');
   t.false(db.inTransaction);
   t.is(count.get(), 2, "the next read sees the other connection's row");
+  t.deepEqual(reading(snapshotInputsMin - 1, readTwice), [2, 3, false], 'a read transaction each');
 
   const failure = new Error('lookup failed');
   t.is(
     t.throws(() =>
-      reading(() => {
+      reading(snapshotInputsMin, () => {
         count.get();
         throw failure;
       }),
