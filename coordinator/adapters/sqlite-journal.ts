@@ -67,7 +67,11 @@ export class SqliteJournal {
   #epochIgnored = false;
   /** Test-only mutation 'purge-by-age': the purge's statements, broken. */
   #purgeByAge: { expired: Database.Statement; purgePayment: Database.Statement } | undefined;
-  readonly #reading: BatchReader;
+  /**
+   * Runs the reads of a batch, in one read transaction when the batch is large enough that its
+   * lookups gain by sharing one snapshot and one read lock (batchReader).
+   */
+  readonly reading: BatchReader;
   /** Made once: better-sqlite3 builds four wrapper functions for every `transaction()` call. */
   readonly #appendInTransaction: Transaction<
     (records: readonly JournalRecord[], now: number) => void
@@ -80,7 +84,7 @@ export class SqliteJournal {
     this.#db = openDatabase(file, 'coordinator');
     this.#db.pragma(`busy_timeout = ${busyWaitMs}`);
     const db = this.#db;
-    this.#reading = batchReader(db);
+    this.reading = batchReader(db);
     this.#statements = {
       append: db.prepare(
         'INSERT INTO journal (tx_id, kind, body, written_at, epoch) VALUES (?, ?, ?, ?, ?)',
@@ -257,14 +261,6 @@ export class SqliteJournal {
         s.complete.run(record.completedAt, record.txId);
         return;
     }
-  }
-
-  /**
-   * Runs the reads of a batch of `batchSize` inputs, in one read transaction when the batch is
-   * large enough that its lookups gain by sharing one snapshot and one read lock (batchReader).
-   */
-  reading<T>(batchSize: number, read: () => T): T {
-    return this.#reading(batchSize, read);
   }
 
   /** The payment a key names, unless it completed longer ago than the retention period. */

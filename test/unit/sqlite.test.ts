@@ -11,10 +11,10 @@ import type { ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
 import { MigrationError } from '../../common/errors.ts';
 import {
+  batchReader,
   databaseNames,
   loadMigrations,
   migrationsRoot,
-  batchReader,
   openDatabase,
   snapshotInputsMin,
   type DatabaseName,
