@@ -193,18 +193,19 @@ export class CoordinatorMachine {
     stored: StoredPayment | undefined,
   ): CoordinatorEffect[] {
     const fingerprint = paymentFingerprint(request.payment);
-    // Test-only mutation: see test/sim/mutations.ts
-    const differs = (claimed: string): boolean =>
-      claimed !== fingerprint && !this.#mutated('skip-fingerprint-check');
     const inFlightId = this.#byKey.get(keyOf(request.clientId, request.idempotencyKey));
     const tx = inFlightId === undefined ? undefined : this.#transactions.get(inFlightId);
     if (tx) {
-      if (differs(tx.fingerprint)) return [mismatch(requestRef, request.idempotencyKey)];
+      if (this.#differs(tx.fingerprint, fingerprint)) {
+        return [mismatch(requestRef, request.idempotencyKey)];
+      }
       if (tx.decided) return [replyEffect(requestRef, outcomeReply(tx, tx.decided, true))];
       return this.#wait(now, tx, requestRef, request.waitMs);
     }
     if (stored) {
-      if (differs(stored.fingerprint)) return [mismatch(requestRef, request.idempotencyKey)];
+      if (this.#differs(stored.fingerprint, fingerprint)) {
+        return [mismatch(requestRef, request.idempotencyKey)];
+      }
       // Every undecided transaction in the journal is in memory after recovery, so a stored
       // entry that is not in flight here must carry its decision.
       assert(stored.decided, `stored transaction ${stored.txId} is undecided but not in flight`);
@@ -482,6 +483,12 @@ export class CoordinatorMachine {
       }
     }
     return effects;
+  }
+
+  /** Whether a request's payment differs from the one its idempotency key was first used for. */
+  #differs(claimed: string, fingerprint: string): boolean {
+    // Test-only mutation: see test/sim/mutations.ts
+    return claimed !== fingerprint && !this.#mutated('skip-fingerprint-check');
   }
 
   /** Test-only mutation: see test/sim/mutations.ts */
