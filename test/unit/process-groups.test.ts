@@ -87,23 +87,43 @@ test('processState tells a stopped process from a running one and from one that 
   t.is(processState(undefined), 'gone');
 });
 
-/** Two threads spinning on the CPU: the kind of process a SIGSTOP takes a moment to reach. */
-function spinningProcess(): ReturnType<typeof spawn> {
+/**
+ * Two threads spinning on the CPU: the kind of process a SIGSTOP takes a moment to reach.
+ * Resolves once both spin, which it says on stdout: a fixed wait was not enough on a loaded
+ * machine (the process still had one thread after 200 ms, a CI failure).
+ */
+async function spinningProcess(): Promise<ReturnType<typeof spawn>> {
   const program =
     "const { Worker } = require('node:worker_threads');" +
-    "new Worker('for (;;) {}', { eval: true });" +
-    'for (;;) {}';
-  return spawn(process.execPath, ['-e', program], { stdio: 'ignore' });
+    "new Worker('for (;;) {}', { eval: true }).on('online', () => {" +
+    "  process.stdout.write('spinning\\n');" +
+    '  for (;;) {}' +
+    '});';
+  const child = spawn(process.execPath, ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const spinning = new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code, signalName) => reject(new Error(`exited: ${code ?? signalName}`)));
+  });
+  const timeout = new AbortController();
+  const late = sleep(10_000, undefined, { signal: timeout.signal }).then(
+    () => Promise.reject(new Error('the spinning process did not start within 10 s')),
+    () => undefined, // aborted: it started in time
+  );
+  try {
+    await Promise.race([spinning, late]);
+  } finally {
+    timeout.abort();
+  }
+  return child;
 }
 
 // kill() returns before the other core's threads have taken the SIGSTOP: without the wait, a
 // request sent right after pause() was answered (a CI failure of the nats-server test).
 test('untilStopped resolves only once every thread has stopped, each time', async (t) => {
-  const child = spinningProcess();
+  const child = await spinningProcess();
   const { pid } = child;
   t.teardown(() => signal(pid, 'SIGKILL'));
   if (pid === undefined) throw new Error('the spinning process did not start');
-  await sleep(200);
   for (let round = 0; round < 20; round += 1) {
     signal(pid, 'SIGSTOP');
     await untilStopped(pid);
@@ -116,11 +136,10 @@ test('untilStopped resolves only once every thread has stopped, each time', asyn
 });
 
 test('untilStopped fails with a typed error on a running process and resolves on a gone one', async (t) => {
-  const child = spinningProcess();
+  const child = await spinningProcess();
   const { pid } = child;
   t.teardown(() => signal(pid, 'SIGKILL'));
   if (pid === undefined) throw new Error('the spinning process did not start');
-  await sleep(200);
   const error = await t.throwsAsync(untilStopped(pid, 50), { instanceOf: ProcessNotStoppedError });
   t.is(error.pid, pid);
   signal(pid, 'SIGKILL');
