@@ -100,19 +100,14 @@ async function spinningProcess(): Promise<ReturnType<typeof spawn>> {
     '  for (;;) {}' +
     '});';
   const child = spawn(process.execPath, ['-e', program], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const spinning = new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.once('exit', (code, signalName) => reject(new Error(`exited: ${code ?? signalName}`)));
+  const spinning = await new Promise<boolean>((resolve) => {
+    child.stdout.once('data', () => resolve(true));
+    child.once('exit', () => resolve(false));
+    setTimeout(() => resolve(false), 10_000).unref();
   });
-  const timeout = new AbortController();
-  const late = sleep(10_000, undefined, { signal: timeout.signal }).then(
-    () => Promise.reject(new Error('the spinning process did not start within 10 s')),
-    () => undefined, // aborted: it started in time
-  );
-  try {
-    await Promise.race([spinning, late]);
-  } finally {
-    timeout.abort();
+  if (!spinning) {
+    child.kill('SIGKILL');
+    throw new Error('the spinning process did not start within 10 s');
   }
   return child;
 }
