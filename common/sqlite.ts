@@ -42,11 +42,20 @@ export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
  */
 export const busyTimeoutMs = 5_000;
 
+/**
+ * The most memory one connection's page cache may hold, in KiB (SQLite's `cache_size` takes a
+ * negative number as KiB). It is most of a participant's C heap once warm (docs/performance.md,
+ * "Memory over ten minutes"), so it is set here rather than left to the build: better-sqlite3
+ * happens to compile in the same 16,000 KiB, SQLite itself 2,000.
+ */
+export const pageCacheKib = 16_000;
+
 export function setPragmas(db: SqliteDatabase): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+  db.pragma(`cache_size = -${pageCacheKib}`);
 }
 
 interface Migration {

@@ -16,6 +16,8 @@ import {
   loadMigrations,
   migrationsRoot,
   openDatabase,
+  pageCacheKib,
+  setPragmas,
   snapshotInputsMin,
   type DatabaseName,
 } from '../../common/sqlite.ts';
@@ -50,6 +52,18 @@ function appliedMigrations(db: Database.Database): MigrationRow[] {
     .prepare('SELECT version, name, applied_at FROM schema_migrations ORDER BY version')
     .all() as MigrationRow[];
 }
+
+test('setPragmas sets the page cache size, whatever the connection had', (t) => {
+  const db = new Database(':memory:');
+  try {
+    // Not persistent, and not stored in the file: a connection has the build's default until told.
+    db.pragma('cache_size = -1');
+    setPragmas(db);
+    t.is(db.pragma('cache_size', { simple: true }), -pageCacheKib);
+  } finally {
+    db.close();
+  }
+});
 
 for (const name of databaseNames) {
   test(`${name}: a reopened database runs in WAL mode with synchronous=FULL`, (t) => {
