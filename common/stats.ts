@@ -63,17 +63,23 @@ export interface GcCounters {
   ms: number;
   /** Heap bytes the collections since the watch started freed (used before less used after). */
   freedBytes: number;
+  /** Collections in the GC profiler's record when it was last drained (see drainGcProfiler). */
+  collectionsInLastDrain: number;
   /** The most recent pauses of at least `gcRecentMinMs`, oldest first, at most `gcRecentMax`. */
   readonly recent: GcPause[];
 }
 
 const gcRecentMax = 4_096;
-/** Collections between two drains of the GC profiler's records. */
-const gcProfilerDrainEvery = 256;
 const gcRecentMinMs = 1;
 
 /** This process's garbage-collection pauses, once `watchGc()` has started counting them. */
-export const gcCounters: GcCounters = { count: 0, ms: 0, freedBytes: 0, recent: [] };
+export const gcCounters: GcCounters = {
+  count: 0,
+  ms: 0,
+  freedBytes: 0,
+  collectionsInLastDrain: 0,
+  recent: [],
+};
 let gcObserver: PerformanceObserver | undefined;
 /** Records the heap's size before and after every collection, for `heapAllocatedBytes()`. */
 let gcProfiler: GCProfiler | undefined;
@@ -97,12 +103,10 @@ export function watchGc(): void {
   gcProfiler = new GCProfiler();
   gcProfiler.start();
   gcObserver = new PerformanceObserver((list) => {
+    drainGcProfiler();
     for (const entry of list.getEntries()) {
       gcCounters.count += 1;
       gcCounters.ms += entry.duration;
-      // The GC profiler keeps a record of every collection until drained: bound it, even when
-      // nobody asks for the counts.
-      if (gcCounters.count % gcProfilerDrainEvery === 0) heapAllocatedBytes();
       if (entry.duration < gcRecentMinMs) continue;
       const { detail } = entry as { detail?: { kind?: number } };
       const kind = gcKind(detail?.kind);
@@ -122,13 +126,30 @@ export function watchGc(): void {
  */
 export function heapAllocatedBytes(): number {
   if (gcProfiler === undefined) return 0;
+  drainGcProfiler();
+  return process.memoryUsage().heapUsed - heapUsedAtWatch + gcCounters.freedBytes;
+}
+
+/**
+ * Adds what the collections recorded since the last drain freed, and starts a fresh record. Done
+ * after every collection, not now and then, because of how Node 20 stops a GC profiler: `stop()`
+ * hands the native profiler over to the garbage collector with its GC callbacks still registered,
+ * and until it is collected it goes on writing every collection's heap statistics (about 2 KB of
+ * C memory V8 does not count) into a record nobody reads. One that lived through many collections
+ * is old by then and waits for a full collection, which a participant runs every minute or two:
+ * drained every 256 collections and at every stats request, such profilers piled up, held 25 MB
+ * at the vendor's peak and made each pause longer (docs/performance.md, change 44). Drained after
+ * every collection, each has lived through one or two and goes with the next scavenge.
+ */
+function drainGcProfiler(): void {
+  if (gcProfiler === undefined) return;
   const record = gcProfiler.stop();
   gcProfiler.start();
   for (const { beforeGC, afterGC } of record.statistics) {
     gcCounters.freedBytes +=
       beforeGC.heapStatistics.usedHeapSize - afterGC.heapStatistics.usedHeapSize;
   }
-  return process.memoryUsage().heapUsed - heapUsedAtWatch + gcCounters.freedBytes;
+  gcCounters.collectionsInLastDrain = record.statistics.length;
 }
 
 /** What a service answers on its stats subject. */

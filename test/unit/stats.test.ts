@@ -6,6 +6,7 @@ import test from 'ava';
 import { performance } from 'node:perf_hooks';
 import {
   countCommit,
+  gcCounters,
   heapAllocatedBytes,
   slowCommits,
   watchGc,
@@ -59,4 +60,26 @@ test.serial('counts heap bytes allocated, the garbage already collected included
   const idleStart = heapAllocatedBytes();
   const idle = heapAllocatedBytes() - idleStart;
   t.true(idle < 1_000_000, `reading the count allocated ${idle} bytes`);
+});
+
+test.serial('drains the GC profiler after every collection, so no record spans many', async (t) => {
+  watchGc();
+  heapAllocatedBytes();
+  const countBefore = gcCounters.count;
+  // Each round allocates more than the young generation holds, then yields, so the collections
+  // it causes are observed before the next round. Drained only now and then, one record would
+  // hold them all; and a stopped profiler keeps recording until it is collected (stats.ts).
+  for (let round = 0; round < 40; round += 1) {
+    let sink = 0;
+    for (let i = 0; i < 100_000; i += 1) sink += { text: `${i}`.padStart(64, '-') }.text.length;
+    t.true(sink > 0);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.true(gcCounters.count - countBefore >= 20, `${gcCounters.count - countBefore} collections`);
+  heapAllocatedBytes();
+  t.true(
+    gcCounters.collectionsInLastDrain <= 4,
+    `the last record held ${gcCounters.collectionsInLastDrain} collections`,
+  );
 });
