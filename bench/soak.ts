@@ -161,12 +161,18 @@ export async function soakBenchmark(
   SoakResult & { readonly retentionMs: number | null; readonly violations: readonly string[] }
 > {
   const barrier = retentionMs === undefined ? [] : ['--barrier-retention-ms', String(retentionMs)];
-  const stack = await startBenchStack(undefined, {
-    coordinator: retentionMs === undefined ? [] : ['--key-retention-ms', String(retentionMs)],
-    bank: barrier,
-    vendor: barrier,
-    customer: barrier,
-  });
+  // Without the allocation counter: it keeps some C memory until full collections (common/stats.ts),
+  // and memory is what a soak measures.
+  const stack = await startBenchStack(
+    undefined,
+    {
+      coordinator: retentionMs === undefined ? [] : ['--key-retention-ms', String(retentionMs)],
+      bank: barrier,
+      vendor: barrier,
+      customer: barrier,
+    },
+    false,
+  );
   const bench = await BenchRun.open(stack);
   let violations: readonly string[] | undefined;
   try {

@@ -353,8 +353,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
 export async function startBenchStack(
   profileDirectory: string | undefined,
   flags: StackOptions['flags'] = {},
+  countAllocation = true,
 ): Promise<Stack> {
   const env: Record<string, string> = { CONTINUUM_STATS: '1' };
+  if (!countAllocation) env['CONTINUUM_STATS_ALLOCATION'] = '0';
   if (profileDirectory !== undefined) {
     // Node 20 refuses --cpu-prof in NODE_OPTIONS; the hook does the same through the inspector.
     const hook = join(projectRoot, 'bench', 'cpu-profile-hook.ts');

@@ -5,7 +5,7 @@
  * counts is opt-in: with `CONTINUUM_STATS=1` a service answers any request on
  * `continuum.stats.<service>` with the counts, its memory, its garbage-collection pauses and its
  * slow write transactions. Off by default, so production subscribes to nothing extra and observes
- * no GC.
+ * no GC. The heap allocation among them is counted unless CONTINUUM_STATS_ALLOCATION=0.
  */
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import { GCProfiler } from 'node:v8';
@@ -96,12 +96,17 @@ function gcKind(kind: number | undefined): GcKind {
 /**
  * Counts this process's garbage-collection pauses from now on (once; later calls do nothing). A
  * pause stops the event loop like a long fsync does, so the benchmark sets them beside latency.
+ * With `allocation`, it also counts the heap allocated (`heapAllocatedBytes()`), through V8's GC
+ * profiler, whose callbacks run inside every pause and whose records leave some C memory to the
+ * next full collection (drainGcProfiler): the soak, which measures memory, goes without it.
  */
-export function watchGc(): void {
+export function watchGc(allocation = true): void {
+  if (allocation && gcProfiler === undefined) {
+    heapUsedAtWatch = process.memoryUsage().heapUsed;
+    gcProfiler = new GCProfiler();
+    gcProfiler.start();
+  }
   if (gcObserver !== undefined) return;
-  heapUsedAtWatch = process.memoryUsage().heapUsed;
-  gcProfiler = new GCProfiler();
-  gcProfiler.start();
   gcObserver = new PerformanceObserver((list) => {
     drainGcProfiler();
     for (const entry of list.getEntries()) {
@@ -168,14 +173,17 @@ export interface ServiceStats extends WorkCounters {
   readonly slowCommits: readonly SlowCommit[];
 }
 
-/** With CONTINUUM_STATS=1, answers stats requests for this service; undefined when off. */
+/**
+ * With CONTINUUM_STATS=1, answers stats requests for this service; undefined when off. The heap
+ * allocation is counted unless CONTINUUM_STATS_ALLOCATION=0 (then `heapAllocatedBytes` is 0).
+ */
 export function serveStats(
   nats: NatsConnection,
   service: string,
   inMemory: () => number,
 ): Subscription | undefined {
   if (process.env['CONTINUUM_STATS'] !== '1') return undefined;
-  watchGc();
+  watchGc(process.env['CONTINUUM_STATS_ALLOCATION'] !== '0');
   return nats.subscribe(statsSubject(service), {
     callback: (_error, msg) => {
       const memory = process.memoryUsage();
