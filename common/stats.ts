@@ -144,7 +144,9 @@ export function heapAllocatedBytes(): number {
  * is old by then and waits for a full collection, which a participant runs every minute or two:
  * drained every 256 collections and at every stats request, such profilers piled up, held 25 MB
  * at the vendor's peak and made each pause longer (docs/performance.md, change 44). Drained after
- * every collection, each has lived through one or two and goes with the next scavenge.
+ * every collection, most have lived through one or two and go with the next scavenge; the few
+ * promoted first still wait for a full collection, about 13 MB of C heap in a participant's
+ * sawtooth, so the soak goes without the profiler (watchGc's `allocation`).
  */
 function drainGcProfiler(): void {
   if (gcProfiler === undefined) return;
