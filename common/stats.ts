@@ -94,8 +94,9 @@ function gcKind(kind: number | undefined): GcKind {
 }
 
 /**
- * Counts this process's garbage-collection pauses from now on (once; later calls do nothing). A
- * pause stops the event loop like a long fsync does, so the benchmark sets them beside latency.
+ * Counts this process's garbage-collection pauses from now on (once; a later call can only add
+ * the allocation count). A pause stops the event loop like a long fsync does, so the benchmark
+ * sets them beside latency.
  * With `allocation`, it also counts the heap allocated (`heapAllocatedBytes()`), through V8's GC
  * profiler, whose callbacks run inside every pause and whose records leave some C memory to the
  * next full collection (drainGcProfiler): the soak, which measures memory, goes without it.
