@@ -258,7 +258,12 @@ export class ContinuumClient {
         const failure = isNoResponders(error) ? 'never-delivered' : 'unknown';
         emit({ kind: 'failed', attempt, failure, detail: String(error) });
       }
-      await sleep(Math.min(pauseMs, Math.max(0, deadline - Date.now())));
+      const remainingMs = Math.max(0, deadline - Date.now());
+      await sleep(Math.min(pauseMs, remainingMs));
+      // A pause cut short by the deadline ends the attempts: a timer may wake a millisecond
+      // before Date.now() reaches the deadline, and an attempt given that millisecond can only
+      // time out, reporting an unknown outcome where every delivery had simply failed.
+      if (pauseMs >= remainingMs) break;
     }
     throw new PaymentOutcomeUnknownError(idempotencyKey, attempt, lastError);
   }
