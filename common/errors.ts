@@ -11,6 +11,7 @@ export const errorCodes = [
   'not-found', // A status query named a transaction or key this coordinator does not know.
   'overloaded', // Too many payments in flight; retry later with the same key.
   'stale-epoch', // The sender's term of leadership is over; a newer coordinator is active.
+  'unavailable', // Another process kept the service's database locked past the busy timeout; retry.
   'internal', // A bug on the server side; the server logged it.
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];

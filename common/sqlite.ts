@@ -43,6 +43,15 @@ export function openDatabase(file: string, name: DatabaseName): SqliteDatabase {
 export const busyTimeoutMs = 5_000;
 
 /**
+ * Whether a statement failed because another process kept the write lock past the busy timeout
+ * (or, in a deferred transaction, held it when a read tried to become a write, which SQLite
+ * refuses at once). Nothing of the failed transaction was written.
+ */
+export function isBusyError(error: unknown): error is InstanceType<typeof Database.SqliteError> {
+  return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
+}
+
+/**
  * The most memory one connection's page cache may hold, in KiB (SQLite's `cache_size` takes a
  * negative number as KiB). It is most of a participant's C heap once warm (docs/performance.md,
  * "Memory over ten minutes"), so it is set here rather than left to the build: better-sqlite3

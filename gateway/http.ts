@@ -161,6 +161,7 @@ const errorStatus: Readonly<Record<ErrorCode, number>> = {
   'not-found': 404,
   overloaded: 503,
   'stale-epoch': 503,
+  unavailable: 503,
   internal: 500,
 };
 

@@ -7,6 +7,7 @@
  * share a single SQLite transaction and so a single fsync (group commit). Replies leave only after
  * that transaction is durable: a YES vote is never sent before it would survive a crash.
  */
+import type { Transaction } from 'better-sqlite3';
 import { performance } from 'node:perf_hooks';
 import { assert } from '../common/assert.ts';
 import { DeadlineTimer, HeldBack, InputBatcher, PendingRequests } from '../common/batching.ts';
@@ -32,6 +33,7 @@ import {
 } from '../common/protocol.ts';
 import {
   batchReader,
+  isBusyError,
   openDatabase,
   type BatchReader,
   type SqliteDatabase,
@@ -66,6 +68,7 @@ export interface ParticipantServiceOptions {
 
 type LocalEffect = Extract<ParticipantEffect, { kind: 'prepare-locally' | 'apply-decision' }>;
 type LocalResult = Extract<ParticipantInput, { kind: 'prepared-locally' | 'decision-applied' }>;
+type LocalFailure = Extract<ParticipantInput, { kind: 'local-failed' }>;
 
 /** Thrown inside a savepoint to undo whatever a prepare that voted NO may have changed. */
 class VotedNo extends Error {
@@ -145,7 +148,9 @@ export class ParticipantService {
    * The batch's SQLite transaction and a prepare's savepoint, made once: better-sqlite3 builds
    * four wrapper functions for every `transaction()` call, which cost more than the SQL.
    */
-  readonly #inTransaction: (local: readonly LocalEffect[], now: number) => LocalResult[];
+  readonly #inTransaction: Transaction<
+    (local: readonly LocalEffect[], now: number) => LocalResult[]
+  >;
   readonly #inSavepoint: (txId: string, payment: Payment, now: number) => LocalVote;
   /** A batch's barrier lookups, in one read transaction. */
   readonly #reading: BatchReader;
@@ -209,18 +214,26 @@ export class ParticipantService {
 
   /**
    * Accepts a coordinator term no older than the newest seen, recording a newer one durably
-   * before acting on its message (one write per failover, not per message).
+   * before acting on its message (one write per failover, not per message). `unavailable`: the
+   * newer term could not be recorded, as another process kept the write lock past the busy
+   * timeout; its message is refused and comes again.
    */
-  #admitEpoch(epoch: number): boolean {
+  #admitEpoch(epoch: number): 'admitted' | 'stale' | 'unavailable' {
     // Test-only mutation: see test/sim/mutations.ts
-    if (epoch < this.#epoch && !this.#mutated('ignore-epoch')) return false;
+    if (epoch < this.#epoch && !this.#mutated('ignore-epoch')) return 'stale';
     if (epoch > this.#epoch) {
-      this.#barrier.raiseEpoch.run(epoch, epoch);
+      try {
+        this.#barrier.raiseEpoch.run(epoch, epoch);
+      } catch (error) {
+        if (!isBusyError(error)) throw error;
+        this.#options.log.warn('new-term-unrecorded', { epoch, error: errorText(error) });
+        return 'unavailable';
+      }
       workCounters.sqliteCommits += 1;
       this.#epoch = epoch;
       this.#options.log.info('new-coordinator-term', { epoch });
     }
-    return true;
+    return 'admitted';
   }
 
   /**
@@ -259,15 +272,17 @@ export class ParticipantService {
   #receive(message: ParticipantMessage & Fenced, respond: Respond): void {
     const what = message.kind === 'prepare' ? 'prepare' : message.decision;
     this.#trace?.({ step: 'receive', peer: 'coordinator', txId: message.txId, what });
-    if (!this.#admitEpoch(message.epoch)) {
-      const text = `term ${message.epoch} is over; term ${this.#epoch} is current`;
-      this.#trace?.({
-        step: 'reply',
-        peer: 'coordinator',
-        txId: message.txId,
-        what: 'stale epoch',
-      });
-      respond(errorReply('stale-epoch', text));
+    const admission = this.#admitEpoch(message.epoch);
+    if (admission !== 'admitted') {
+      const reply =
+        admission === 'stale'
+          ? errorReply(
+              'stale-epoch',
+              `term ${message.epoch} is over; term ${this.#epoch} is current`,
+            )
+          : errorReply('unavailable', this.#lockedText);
+      this.#trace?.({ step: 'reply', peer: 'coordinator', txId: message.txId, what: reply.code });
+      respond(reply);
       return;
     }
     const requestRef = this.#pending.register(respond);
@@ -337,6 +352,11 @@ export class ParticipantService {
     this.#armTimer();
   }
 
+  /** Why a message that needs a write is refused while another process holds the lock. */
+  get #lockedText(): string {
+    return `${this.#options.resourceManager.name}'s database stayed locked by another process past the busy timeout`;
+  }
+
   /** Test-only mutation: see test/sim/mutations.ts */
   #mutated(name: string): boolean {
     return this.#options.machine.mutations?.has(name) === true;
@@ -360,10 +380,33 @@ export class ParticipantService {
     return held.length === 0 ? local : [...held, ...local];
   }
 
-  /** Runs every local step of a batch in one SQLite transaction, then passes the crash points. */
-  #runLocally(local: readonly LocalEffect[]): LocalResult[] {
+  /**
+   * Runs every local step of a batch in one SQLite transaction, then passes the crash points.
+   *
+   * The transaction takes the write lock first (`BEGIN IMMEDIATE`): this database is the party's
+   * own, which other processes write too (the vendor's order system adds orders), and a deferred
+   * transaction that has read and then writes while another process holds the lock fails at
+   * once, with no busy wait. So the batch waits for the lock, up to the busy timeout; past it,
+   * nothing was written and each step is `local-failed`.
+   */
+  #runLocally(local: readonly LocalEffect[]): (LocalResult | LocalFailure)[] {
     const startedAt = performance.now();
-    const results = this.#inTransaction(local, this.#options.now());
+    const now = this.#options.now();
+    let results: LocalResult[];
+    try {
+      results = this.#inTransaction.immediate(local, now);
+    } catch (error) {
+      if (!isBusyError(error)) throw error;
+      this.#options.log.warn('local-write-failed', {
+        steps: local.length,
+        error: errorText(error),
+      });
+      return local.map(({ requestRef, txId }) => {
+        const error = this.#lockedText;
+        const failed: LocalFailure = { kind: 'local-failed', now, requestRef, txId, error };
+        return failed;
+      });
+    }
     countCommit(startedAt);
     for (const result of results) {
       const what =
@@ -441,18 +484,30 @@ export class ParticipantService {
    * Forgets the barrier rows of transactions finished, and made, longer than the retention ago
    * (finishedBeforeSql), one chunk per turn of the event loop until caught up, and moves the
    * durable watermark with them. Runs between batches, never inside one; only finished
-   * transactions are touched, so nothing in doubt or being executed is.
+   * transactions are touched, so nothing in doubt or being executed is. Takes the write lock
+   * before it reads, as a batch does (`#runLocally`); past the busy timeout it leaves its turn to
+   * the next interval.
    */
   #purge(): void {
     this.#purgeNext = undefined;
     const cutoff = this.#options.now() - this.#options.barrierRetentionMs;
     const barrier = this.#barrier;
-    const purged = this.#db.transaction(() => {
-      const txIds = barrier.finishedBefore.all(cutoff, ulidTimePrefix(cutoff)) as string[];
-      for (const txId of txIds) barrier.forget.run(txId);
-      barrier.raiseForgottenBefore.run(cutoff, cutoff);
-      return txIds.length;
-    })();
+    let purged: number;
+    try {
+      purged = this.#db
+        .transaction(() => {
+          const txIds = barrier.finishedBefore.all(cutoff, ulidTimePrefix(cutoff)) as string[];
+          for (const txId of txIds) barrier.forget.run(txId);
+          barrier.raiseForgottenBefore.run(cutoff, cutoff);
+          return txIds.length;
+        })
+        .immediate();
+    } catch (error) {
+      if (!isBusyError(error)) throw error;
+      // Housekeeping: with the lock held elsewhere, the next interval purges instead.
+      this.#options.log.warn('barrier-purge-deferred', { reason: errorText(error) });
+      return;
+    }
     workCounters.sqliteCommits += 1;
     this.#forgottenBefore = Math.max(this.#forgottenBefore, cutoff);
     if (purged > 0) this.#options.log.info('barrier-purged', { purged });
@@ -490,7 +545,11 @@ export class ParticipantService {
           return;
         }
         // An answer from an ended term may come from a paused old coordinator's stale memory.
-        if (status.kind === 'error' || status.txId !== txId || !this.#admitEpoch(status.epoch)) {
+        if (
+          status.kind === 'error' ||
+          status.txId !== txId ||
+          this.#admitEpoch(status.epoch) !== 'admitted'
+        ) {
           log.warn('status-query-refused', { txId, reply: status });
           this.#batcher.enqueue(() => ({ kind: 'status-failed', now: now(), txId }));
           return;

@@ -26,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 import {
   batchReader,
   busyTimeoutMs,
+  isBusyError,
   openDatabase,
   type BatchReader,
   type SqliteDatabase,
@@ -208,9 +209,7 @@ export class SqliteJournal {
     try {
       return write();
     } catch (error) {
-      if (error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY')) {
-        throw new JournalBusyError(this.file, error);
-      }
+      if (isBusyError(error)) throw new JournalBusyError(this.file, error);
       throw error;
     }
   }

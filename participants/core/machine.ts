@@ -38,6 +38,10 @@
  *   forgotten   PREPARE        -> reply NO (older than the barrier's retention)
  *   forgotten   COMMIT/ABORT   -> ack (applied before it was forgotten)
  *   unknown/voted-no/aborted COMMIT, committed ABORT -> error reply: the peer broke the protocol
+ *
+ * A local transaction that could not begin (another process kept the database's write lock past
+ * the busy timeout, `local-failed`) wrote nothing: its message is answered `unavailable` and the
+ * transaction is where it was before the message came.
  */
 import { assert, unreachable } from '../../common/assert.ts';
 import { TurnoverMap, TurnoverSet } from '../../common/turnover-map.ts';
@@ -84,6 +88,18 @@ export type ParticipantInput =
       readonly requestRef: RequestRef | undefined;
       readonly txId: string;
       readonly decision: Decision;
+    }
+  | {
+      /**
+       * The local transaction of a prepare or decision wrote nothing: another process kept the
+       * database's write lock past the busy timeout. The sender re-sends; an in-doubt
+       * transaction stays in doubt.
+       */
+      readonly kind: 'local-failed';
+      readonly now: number;
+      readonly requestRef: RequestRef | undefined;
+      readonly txId: string;
+      readonly error: string;
     }
   | {
       readonly kind: 'status-received';
@@ -173,6 +189,8 @@ export class ParticipantMachine {
         return this.#onPrepared(input.now, input.requestRef, input.txId, input.vote, input.reason);
       case 'decision-applied':
         return this.#onApplied(input.requestRef, input.txId, input.decision);
+      case 'local-failed':
+        return this.#onLocalFailed(input.requestRef, input.txId, input.error);
       case 'status-received':
         return this.#onStatus(input.txId, input.state);
       case 'status-failed':
@@ -271,6 +289,22 @@ export class ParticipantMachine {
     this.#inDoubt.delete(txId);
     if (requestRef === undefined) return [];
     return [this.#reply(requestRef, { kind: 'ack', txId, decision })];
+  }
+
+  /**
+   * Nothing of the step is durable, so it is as if its message had been lost: no longer being
+   * executed, a copy the sender re-sends is executed anew. A prepare was never in doubt; a
+   * decision's transaction still is, and is queried when its time comes.
+   */
+  #onLocalFailed(
+    requestRef: RequestRef | undefined,
+    txId: string,
+    error: string,
+  ): ParticipantEffect[] {
+    assert(this.#executing.delete(txId), `the failed step of ${txId} was being executed`);
+    if (requestRef === undefined) return [];
+    const reply = { v: 1, kind: 'error', code: 'unavailable', message: error } as const;
+    return [{ kind: 'reply', requestRef, reply }];
   }
 
   #onStatus(txId: string, state: TransactionState): ParticipantEffect[] {

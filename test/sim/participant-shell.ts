@@ -8,9 +8,16 @@
  * `in-doubt-recovered` for every transaction voted YES and undecided, then `recovery-finished`.
  * When the run's parameters set a barrier retention, the barrier is purged every interval the
  * real shell would use, as its own local transaction, from the start of each incarnation.
+ *
+ * Another process may hold the database's write lock (`databaseLockedUntil`, the fault
+ * `participant-locked`): a write waits for it, as the real `BEGIN IMMEDIATE` does, or past the
+ * busy timeout fails, writes nothing and turns each of its steps into `local-failed`; a new
+ * term's record is refused (`unavailable`) past the timeout and, short of it, made at once (the
+ * real one waits, blocking the process: not modelled); a purge skips its turn while it is held.
  */
 import { assert } from '../../common/assert.ts';
 import { errorReply, type ParticipantName, type StatusReply } from '../../common/protocol.ts';
+import { busyTimeoutMs } from '../../common/sqlite.ts';
 import {
   ParticipantMachine,
   type ParticipantConfig,
@@ -37,6 +44,10 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
   /** Status queries awaiting an answer: request id to transaction id. */
   readonly #queries = new Map<number, string>();
   #write: { readonly effects: readonly LocalEffect[]; readonly now: number } | undefined;
+  /** When the started write begins, once the write lock is free; never: it fails as busy. */
+  #writeBeginsAt = 0;
+  /** Until when another process holds the database's write lock; not volatile: its own. */
+  databaseLockedUntil = 0;
   /** Decisions held back for the next PREPARE's write, or until `decisionHoldMs` passes. */
   #held: LocalEffect[] = [];
   /** When the hold of `#held` ends; a timer for an earlier hold is stale, as if cleared. */
@@ -59,16 +70,23 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
 
   /**
    * The real `#admitEpoch`: a term older than the newest seen is refused; a newer one is recorded
-   * durably (its own small write, at once) before anything of it is handled.
+   * durably (its own small write, at once) before anything of it is handled, or refused as
+   * `unavailable` when another process keeps the write lock past the busy timeout.
    */
-  #admitEpoch(epoch: number): boolean {
+  #admitEpoch(epoch: number): 'admitted' | 'stale' | 'unavailable' {
     // Test-only mutation: see test/sim/mutations.ts
     if (epoch < this.barrier.epoch && !this.ctx.mutations.has('ignore-epoch')) {
       this.ctx.count('stale-epoch');
-      return false;
+      return 'stale';
     }
-    if (epoch > this.barrier.epoch) this.barrier.epoch = epoch;
-    return true;
+    if (epoch > this.barrier.epoch) {
+      if (this.databaseLockedUntil - this.ctx.now > busyTimeoutMs) {
+        this.ctx.count('participant-busy');
+        return 'unavailable';
+      }
+      this.barrier.epoch = epoch;
+    }
+    return 'admitted';
   }
 
   /** PREPARE or a decision from the coordinator. */
@@ -79,9 +97,15 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     if (message.kind === 'decision') {
       this.ctx.checker.onDecisionHeard(this.name, message.txId, message.decision);
     }
-    if (!this.#admitEpoch(body.epoch)) {
-      const text = `term ${body.epoch} is over; term ${this.barrier.epoch} is current`;
-      const reply = errorReply('stale-epoch', text);
+    const admission = this.#admitEpoch(body.epoch);
+    if (admission !== 'admitted') {
+      const reply =
+        admission === 'stale'
+          ? errorReply(
+              'stale-epoch',
+              `term ${body.epoch} is over; term ${this.barrier.epoch} is current`,
+            )
+          : errorReply('unavailable', `${this.name}'s database is locked by another process`);
       const { requestId, from } = packet;
       this.ctx.send({
         type: 'reply',
@@ -116,7 +140,7 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     }
     const reply: StatusReply = body.reply;
     ctx.checker.onStatusAnswer(this.name, { txId }, reply);
-    if (reply.txId !== txId || !this.#admitEpoch(body.epoch)) {
+    if (reply.txId !== txId || this.#admitEpoch(body.epoch) !== 'admitted') {
       this.enqueue(() => ({ kind: 'status-failed', now: ctx.now, txId }));
       return;
     }
@@ -136,8 +160,13 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
   onPurge(): void {
     const retention = this.ctx.params.barrier;
     if (!this.up || retention === undefined) return;
-    const purged = this.barrier.purge(this.ctx.now, retention.retentionMs);
-    if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
+    if (this.databaseLockedUntil > this.ctx.now) {
+      // The real purge waits for the lock too, or at the busy timeout skips its turn.
+      this.ctx.trace(this.name, 'purge', 'deferred: the database is locked');
+    } else {
+      const purged = this.barrier.purge(this.ctx.now, retention.retentionMs);
+      if (purged > 0) this.ctx.trace(this.name, 'purge', `${purged} forgotten`);
+    }
     this.#schedulePurge();
   }
 
@@ -213,13 +242,42 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.#applyingHeld = false;
     this.#write = { effects, now: this.ctx.now };
     this.ctx.trace(this.name, 'write', effects);
+    // Another process holds the write lock: the write waits for it, or fails at the busy timeout.
+    const { now } = this.ctx;
+    const lockedMs = this.databaseLockedUntil - now;
+    this.#writeBeginsAt =
+      lockedMs <= 0 ? now : lockedMs <= busyTimeoutMs ? this.databaseLockedUntil : Infinity;
     return true;
+  }
+
+  protected override writeWaitMs(): number {
+    const waitMs = this.#writeBeginsAt - this.ctx.now;
+    return waitMs === Infinity ? busyTimeoutMs : waitMs;
+  }
+
+  protected override writeBegun(): boolean {
+    return this.ctx.now >= this.#writeBeginsAt;
   }
 
   protected commitWrite(): ParticipantInput[] {
     const write = this.#write;
     if (write === undefined) return [];
     this.#write = undefined;
+    if (this.#writeBeginsAt === Infinity) {
+      // The real `#runLocally`: nothing was written; every step is answered `unavailable`.
+      this.ctx.count('participant-busy');
+      const error = 'locked by another process past the busy timeout';
+      return write.effects.map(({ requestRef, txId }) => {
+        const failed: ParticipantInput = {
+          kind: 'local-failed',
+          now: write.now,
+          requestRef,
+          txId,
+          error,
+        };
+        return failed;
+      });
+    }
     return write.effects.map((effect) =>
       effect.kind === 'prepare-locally'
         ? this.#prepareLocally(effect, write.now)

@@ -439,6 +439,15 @@ class World implements ProcessContext, CheckedWorld {
         this.trace('journal', 'locked', `by another process for ${until - this.now} ms`);
         break;
       }
+      case 'participant-locked': {
+        const participant = this.#participant(rng.pick(participantNames));
+        const until = this.now + rng.int(1, faults.participantLockMsMax);
+        participant.databaseLockedUntil = Math.max(participant.databaseLockedUntil, until);
+        this.count('participant-locked');
+        const lockedMs = until - this.now;
+        this.trace(participant.name, 'locked', `by another process for ${lockedMs} ms`);
+        break;
+      }
       case 'lease-store-down': {
         const healAt = this.now + rng.int(1, faults.leaseStoreDownMsMax);
         this.#link('lease-store-down', this.#network.leaseStoreDown(), 'JetStream', healAt);

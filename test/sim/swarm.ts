@@ -32,7 +32,14 @@ export const injectedFaults = ['crash', 'crash-all', 'pause', 'partition', 'one-
  * busy timeout (only with two coordinators, who share the journal's file).
  */
 export const sharedFaults = ['server-crash', 'lease-store-down', 'journal-locked'] as const;
-export type InjectedFault = (typeof injectedFaults)[number] | (typeof sharedFaults)[number];
+/**
+ * Another process holds one participant's write lock, up to past the busy timeout: the party's
+ * own systems write to its database too (the vendor's order system adds orders). Drawn after the
+ * shared faults, for the same reason.
+ */
+export const participantLockFault = 'participant-locked';
+export type InjectedFault =
+  (typeof injectedFaults)[number] | (typeof sharedFaults)[number] | typeof participantLockFault;
 
 export interface FaultParameters {
   readonly kinds: readonly InjectedFault[];
@@ -51,6 +58,8 @@ export interface FaultParameters {
   readonly leaseStoreDownMsMax: number;
   /** How long another process holds the journal's write lock: up to past the 5 s busy timeout. */
   readonly journalLockMsMax: number;
+  /** How long another process holds a participant's write lock: up to past the busy timeout. */
+  readonly participantLockMsMax: number;
   /** Crash right after a batch, and crash while a write is being made durable. */
   readonly crashAfterStepRate: number;
   readonly crashInWriteRate: number;
@@ -188,7 +197,7 @@ export function drawParameters(rng: Random, scale: Scale = defaultScale): SwarmP
 
 type DrawnFaults = Omit<
   FaultParameters,
-  'serverDownMsMax' | 'leaseStoreDownMsMax' | 'journalLockMsMax'
+  'serverDownMsMax' | 'leaseStoreDownMsMax' | 'journalLockMsMax' | 'participantLockMsMax'
 >;
 
 /** Drawn last: see `sharedFaults`. */
@@ -214,7 +223,13 @@ function withSharedFaults(
     leaseStoreDownMsMax: rng.int(100, 5_000),
     journalLockMsMax: rng.int(100, 8_000),
   };
-  return { ...drawn, standby, faults };
+  // After everything else: see `participantLockFault`.
+  const participantLocked = rng.chance(0.3);
+  const participantLockMsMax = rng.int(100, 8_000);
+  const kinds: readonly InjectedFault[] = participantLocked
+    ? [...faults.kinds, participantLockFault]
+    : faults.kinds;
+  return { ...drawn, standby, faults: { ...faults, kinds, participantLockMsMax } };
 }
 
 function drawBarrier(rng: Random): BarrierParameters | undefined {

@@ -122,6 +122,13 @@ export const faultKinds = [
   'journal-locked',
   /** A write or a term's start waited out the busy timeout and failed: the term ends. */
   'journal-busy',
+  /** Another process took a participant's write lock (the party's own systems write there). */
+  'participant-locked',
+  /**
+   * A participant's write (a batch, or a new term's record) waited out the busy timeout and
+   * failed: its messages are answered `unavailable` and come again.
+   */
+  'participant-busy',
   'crash',
   'crash-all',
   'crash-mid-write',

@@ -309,6 +309,62 @@ test('a prepared-locally for a prepare that is not executing throws and changes 
 });
 
 // ---------------------------------------------------------------------------------------------
+// A local transaction that could not begin (the database locked past the busy timeout).
+
+const lockedText = 'locked by another process';
+
+function unavailable(requestRef: number): ParticipantEffect {
+  return {
+    kind: 'reply',
+    requestRef,
+    reply: { v: 1, kind: 'error', code: 'unavailable', message: lockedText },
+  };
+}
+
+function localFailed(machine: ParticipantMachine, requestRef: number | undefined) {
+  return machine.step({ kind: 'local-failed', now, requestRef, txId, error: lockedText });
+}
+
+test('a failed prepare is answered unavailable, and the PREPARE sent again is executed anew', (t) => {
+  const machine = ready(t);
+  prepare(machine, undefined, 1);
+  t.deepEqual(localFailed(machine, 1), [unavailable(1)]);
+  t.is(machine.inDoubtCount, 0, 'nothing was voted');
+  t.is(machine.nextDeadline(), undefined);
+  t.deepEqual(prepare(machine, undefined, 2), [
+    { kind: 'prepare-locally', requestRef: 2, txId, payment },
+  ]);
+  machine.step({ kind: 'prepared-locally', now, requestRef: 2, txId, vote: 'yes' });
+  t.true(machine.isInDoubt(txId));
+});
+
+test('a failed decision is answered unavailable and leaves the transaction in doubt', (t) => {
+  const machine = inDoubt(t);
+  decide(machine, 'commit', { status: 'voted-yes' }, 2);
+  t.deepEqual(localFailed(machine, 2), [unavailable(2)]);
+  t.true(machine.isInDoubt(txId));
+  t.is(machine.nextDeadline(), now + config.inDoubtQueryAfterMs, 'queried when its time comes');
+  t.deepEqual(decide(machine, 'commit', { status: 'voted-yes' }, 3), [apply('commit', 3)]);
+});
+
+test('a failed decision from a status answer has no one to answer, and is queried again', (t) => {
+  const machine = inDoubt(t);
+  const at = now + config.inDoubtQueryAfterMs;
+  t.deepEqual(machine.step({ kind: 'tick', now: at }), [{ kind: 'query-status', txId }]);
+  statusReceived(machine, 'committed', at);
+  t.deepEqual(localFailed(machine, undefined), []);
+  t.true(machine.isInDoubt(txId));
+  const next = machine.nextDeadline() ?? Number.NaN;
+  t.true(next > at, 'at the next step of its backoff');
+  t.deepEqual(machine.step({ kind: 'tick', now: next }), [{ kind: 'query-status', txId }]);
+});
+
+test('a local-failed for a step that is not executing throws', (t) => {
+  const machine = ready(t);
+  t.throws(() => localFailed(machine, 1), { instanceOf: AssertionError });
+});
+
+// ---------------------------------------------------------------------------------------------
 // In doubt: asking the coordinator.
 
 test('an in-doubt transaction is queried only after inDoubtQueryAfterMs', (t) => {
