@@ -84,6 +84,30 @@ export function isNoRespondersReply(msg: Msg): boolean {
   return msg.data.length === 0 && msg.headers?.code === 503;
 }
 
+/**
+ * A service's subscription callback, which never throws into nats.js. An exception thrown there
+ * ends the connection's reader without closing the connection: nats.js prints "reader closed" on
+ * stdout, nothing more is received, and only the client's own pings find the connection stale
+ * and reconnect, seconds later, losing what was in flight, while the process carries on with
+ * whatever state the exception left. Bad input is answered, never thrown, so an exception here
+ * is a bug: it is thrown again outside nats.js, where it stops the process as any uncaught
+ * exception does, and a restart recovers from what is durable. A subscription the server refused
+ * (the callback's error) cannot serve either, and stops the process saying so.
+ */
+export function deliverOrStop(handle: (msg: Msg) => void): (error: Error | null, msg: Msg) => void {
+  return (error, msg) => {
+    try {
+      if (error !== null)
+        throw new Error(`subscription refused: ${error.message}`, { cause: error });
+      handle(msg);
+    } catch (thrown) {
+      process.nextTick(() => {
+        throw thrown;
+      });
+    }
+  };
+}
+
 /** True when a request failed because nobody subscribes to the subject: it was never delivered. */
 export function isNoResponders(error: unknown): boolean {
   return error instanceof errors.RequestError && error.isNoResponders();

@@ -9,7 +9,7 @@
  */
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks';
 import { GCProfiler } from 'node:v8';
-import type { NatsConnection, Subscription } from './nats.ts';
+import { deliverOrStop, type NatsConnection, type Subscription } from './nats.ts';
 
 export interface WorkCounters {
   /** SQLite write transactions committed by this process. */
@@ -188,7 +188,7 @@ export function serveStats(
   if (process.env['CONTINUUM_STATS'] !== '1') return undefined;
   watchGc(process.env['CONTINUUM_STATS_ALLOCATION'] !== '0');
   return nats.subscribe(statsSubject(service), {
-    callback: (_error, msg) => {
+    callback: deliverOrStop((msg) => {
       const memory = process.memoryUsage();
       const stats: ServiceStats = {
         service,
@@ -204,6 +204,6 @@ export function serveStats(
         slowCommits,
       };
       msg.respond(JSON.stringify(stats));
-    },
+    }),
   });
 }

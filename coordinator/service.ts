@@ -22,7 +22,7 @@ import {
 import { errorText, type Logger } from '../common/log.ts';
 import { serveStats } from '../common/stats.ts';
 import { createTracer } from '../common/trace.ts';
-import type { Msg, NatsConnection, Subscription } from '../common/nats.ts';
+import { deliverOrStop, type Msg, type NatsConnection, type Subscription } from '../common/nats.ts';
 import {
   clientIdOfSubject,
   decodePayRequest,
@@ -140,7 +140,7 @@ export class CoordinatorService {
     const { nats, now, epoch, instance } = this.#options;
     const since = now();
     const subscribe = (subject: string, handle: (msg: Msg) => void): void => {
-      const callback = (_error: unknown, msg: Msg): void => handle(msg);
+      const callback = deliverOrStop(handle);
       this.#subscriptions.push(nats.subscribe(subject, { queue: 'coordinator', callback }));
     };
     // Clients speak on subjects that end with their client id; NATS permissions decide who may

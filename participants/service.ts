@@ -16,7 +16,7 @@ import { ValidationError } from '../common/errors.ts';
 import { ulidTime, ulidTimePrefix } from '../common/ids.ts';
 import { errorText, type Logger } from '../common/log.ts';
 import { createTracer, type Tracer } from '../common/trace.ts';
-import type { Msg, NatsConnection } from '../common/nats.ts';
+import { deliverOrStop, type Msg, type NatsConnection } from '../common/nats.ts';
 import {
   decodeParticipantDelivery,
   decodeStatusReply,
@@ -192,7 +192,7 @@ export class ParticipantService {
     const subject = subjects.participant(this.#options.resourceManager.name);
     this.#options.nats.subscribe(subject, {
       queue: subject,
-      callback: (_error, msg) => this.#onMessage(msg),
+      callback: deliverOrStop((msg) => this.#onMessage(msg)),
     });
     const { name } = this.#options.resourceManager;
     serveStats(this.#options.nats, name, () => this.#machine.inDoubtCount);

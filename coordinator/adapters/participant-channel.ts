@@ -23,6 +23,7 @@ import { errorText } from '../../common/log.ts';
 import { TurnoverMap } from '../../common/turnover-map.ts';
 import { createInbox } from '@nats-io/transport-node';
 import {
+  deliverOrStop,
   isNoRespondersReply,
   type Msg,
   type NatsConnection,
@@ -155,7 +156,7 @@ export class ParticipantChannel {
   open(): void {
     const { nats, timeoutMs } = this.#options;
     this.#subscription = nats.subscribe(`${this.#inbox}.>`, {
-      callback: (_error, msg) => this.#onReply(msg),
+      callback: deliverOrStop((msg) => this.#onReply(msg)),
     });
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.floor(timeoutMs / 4)));
     this.#sweeper.unref();
