@@ -8,7 +8,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { paymentFor } from '../../participants/seed.ts';
-import { fastFlags, startTestStack } from '../helpers/harness.ts';
+import { fastFlags, startTestStack, type TestStack } from '../helpers/harness.ts';
 import { until } from '../helpers/wait.ts';
 import { holdWriteLock } from '../helpers/write-lock-holder.ts';
 
@@ -50,21 +50,28 @@ test("a participant waits for another writer's lock, then prepares and commits",
   await ts.assertConsistent(t);
 });
 
-test('past the busy timeout a participant refuses what it cannot write, carries on, and pays once the lock is gone', async (t) => {
-  const ts = await startPaidStack(t);
+/**
+ * Pays for `orderId` while another process holds the vendor's write lock for 7 s, past the busy
+ * timeout: the payment commits once the lock is gone, the vendor never exits, and the coordinator
+ * was refused with `unavailable` on the way.
+ */
+async function payThroughLongLock(t: ExecutionContext, ts: TestStack, orderId: string) {
   const { vendor, coordinator } = ts.stack.services;
   const holder = holdWriteLock(ts.stack.dbFile('vendor'), { locked: [] }, 7_000);
   await holder.locked;
-  const outcome = await ts.client.makePayment(paymentFor('order-1005'), {
-    paymentTimeoutMs: 30_000,
-    deadlineMs: 40_000,
-  });
+  const options = { paymentTimeoutMs: 30_000, deadlineMs: 40_000 };
+  const outcome = await ts.client.makePayment(paymentFor(orderId), options);
   t.is(outcome.outcome, 'committed');
   t.is(await holder.exited, 0);
   t.true(vendor.isRunning(), `the vendor is still running (${vendor.exitStatus ?? ''})`);
-  t.true(loggedEvents(vendor.spec.logFile).includes('local-write-failed'));
   const coordinatorLog = readFileSync(coordinator.spec.logFile, 'utf8');
   t.true(coordinatorLog.includes('vendor refused: unavailable'), 'the PREPARE was refused');
+}
+
+test('past the busy timeout a participant refuses what it cannot write, carries on, and pays once the lock is gone', async (t) => {
+  const ts = await startPaidStack(t);
+  await payThroughLongLock(t, ts, 'order-1005');
+  t.true(loggedEvents(ts.stack.services.vendor.spec.logFile).includes('local-write-failed'));
   // And the vendor goes on as before.
   const next = await ts.client.makePayment(paymentFor('order-1009'));
   t.is(next.outcome, 'committed');
@@ -73,23 +80,12 @@ test('past the busy timeout a participant refuses what it cannot write, carries 
 
 test("past the busy timeout a new term's first message is refused, and accepted once the lock is gone", async (t) => {
   const ts = await startTestStack(t);
-  const { vendor, coordinator } = ts.stack.services;
   // Before the first payment: the vendor must record the coordinator's term before its PREPARE.
-  const holder = holdWriteLock(ts.stack.dbFile('vendor'), { locked: [] }, 7_000);
-  await holder.locked;
-  const outcome = await ts.client.makePayment(paymentFor('order-1001'), {
-    paymentTimeoutMs: 30_000,
-    deadlineMs: 40_000,
-  });
-  t.is(outcome.outcome, 'committed');
-  t.is(await holder.exited, 0);
-  t.true(vendor.isRunning(), `the vendor is still running (${vendor.exitStatus ?? ''})`);
+  await payThroughLongLock(t, ts, 'order-1001');
   t.deepEqual(
-    loggedEvents(vendor.spec.logFile).filter((event) => event.includes('term')),
+    loggedEvents(ts.stack.services.vendor.spec.logFile).filter((event) => event.includes('term')),
     ['new-term-unrecorded', 'new-coordinator-term'],
   );
-  const coordinatorLog = readFileSync(coordinator.spec.logFile, 'utf8');
-  t.true(coordinatorLog.includes('vendor refused: unavailable'), 'the PREPARE was refused');
   await ts.assertConsistent(t);
 });
 
