@@ -401,11 +401,11 @@ export class ParticipantService {
         steps: local.length,
         error: errorText(error),
       });
-      return local.map(({ requestRef, txId }) => {
-        const error = this.#lockedText;
-        const failed: LocalFailure = { kind: 'local-failed', now, requestRef, txId, error };
-        return failed;
-      });
+      const failure = this.#lockedText;
+      const failed = ({ requestRef, txId }: LocalEffect): LocalFailure => {
+        return { kind: 'local-failed', now, requestRef, txId, error: failure };
+      };
+      return local.map(failed);
     }
     countCommit(startedAt);
     for (const result of results) {
