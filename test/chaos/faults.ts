@@ -5,6 +5,7 @@ export const faultKinds = [
   'kill-participant',
   'kill-coordinator',
   'pause-participant',
+  'lock-participant',
   'pause-coordinator',
   'kill-nats',
   'pause-nats',
@@ -24,6 +25,8 @@ export const faultDescriptions: Readonly<Record<FaultKind, string>> = {
   'kill-participant': 'kill -9 a participant, restart it 0.5-3 s later',
   'kill-coordinator': 'kill -9 the active coordinator, restart it (as a standby) 0.3-2 s later',
   'pause-participant': 'SIGSTOP a participant for 1-5 s (past the send timeout), then SIGCONT',
+  'lock-participant':
+    "another process holds a participant's database write lock for 1-8 s (past its 5 s busy timeout in some)",
   'pause-coordinator': 'SIGSTOP the active coordinator for 0.8-4 s (past the lease), then SIGCONT',
   'kill-nats': 'kill -9 a NATS server, restart it 1-4 s later',
   'pause-nats': 'SIGSTOP a NATS server for 1-5 s, then SIGCONT',

@@ -20,6 +20,7 @@ import {
 import { participantNames, type ParticipantName } from '../../common/protocol.ts';
 import type { NatsServerHandle } from '../../ops/nats-server.ts';
 import { processState, type ServiceProcess } from '../../ops/service-process.ts';
+import { holdWriteLock, type WriteLockHolder } from '../helpers/write-lock-holder.ts';
 import type { FaultKind } from './faults.ts';
 import type { HistoryWriter } from './history.ts';
 import {
@@ -220,6 +221,8 @@ export class Nemesis {
         return this.#killParticipant(rng);
       case 'pause-participant':
         return this.#pauseParticipant(rng);
+      case 'lock-participant':
+        return this.#lockParticipant(rng);
       case 'kill-coordinator':
       case 'pause-coordinator':
         return this.#coordinatorFault(kind, rng);
@@ -273,6 +276,35 @@ export class Nemesis {
         return undefined;
       },
       stop: () => Promise.resolve(pause.stop()),
+    };
+  }
+
+  /**
+   * Another process (the party's own systems, which write to its database) takes a participant's
+   * write lock and keeps it: the participant waits for it, or past the busy timeout answers
+   * `unavailable`, and never exits (docs/decisions.md).
+   */
+  #lockParticipant(rng: Rng): FaultPlan {
+    const name = rng.pick(participantNames);
+    const durationMs = rng.int(1_000, 8_000);
+    let holder: WriteLockHolder | undefined;
+    return {
+      kind: 'lock-participant',
+      target: name,
+      resources: [`svc:${name}`],
+      durationMs,
+      detail: {},
+      start: async () => {
+        const started = holdWriteLock(this.#options.stack.files[name], { locked: [] }, durationMs);
+        holder = started;
+        const exited = started.exited.then(() => false);
+        if (!(await Promise.race([started.locked.then(() => true), exited]))) {
+          const code = await started.exited;
+          throw new Error(`the lock holder exited (${String(code)}) before it held the lock`);
+        }
+        return { until: started.exited };
+      },
+      stop: async () => ({ holderExit: (await holder?.exited) ?? null }),
     };
   }
 
