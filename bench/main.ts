@@ -2,7 +2,7 @@
  * `npm run bench -- [<benchmark>] [--json] [options]`: benchmarks that print figures. Speed targets
  * are checked here, never in timed tests. The benchmarks and their flags are in `usage` below.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCommandArgs } from '../common/cli.ts';
 import { ConfigError } from '../common/errors.ts';
@@ -14,7 +14,8 @@ import { runFailover } from './failover.ts';
 import { machineInfo } from './machine.ts';
 import { formatHeapProfile, formatProfile } from './profile.ts';
 import { saveResult } from './report.ts';
-import { soakBenchmark } from './soak.ts';
+import { soakBenchmark, type SoakResult } from './soak.ts';
+import { renderSoakChart } from './soak-chart.ts';
 import {
   runThroughput,
   selectLevels,
@@ -25,7 +26,14 @@ import { renderTimeline } from './timeline-chart.ts';
 import { chartInput, formatResult } from './throughput-report.ts';
 import { writeCompareChart } from './compare-chart.ts';
 
-const benchmarks = ['throughput', 'failover', 'breakdown', 'chart', 'deadlines'] as const;
+const benchmarks = [
+  'throughput',
+  'failover',
+  'breakdown',
+  'chart',
+  'soak-chart',
+  'deadlines',
+] as const;
 
 const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
 
@@ -33,7 +41,10 @@ const usage = `usage: npm run bench -- [<benchmark>] [--json] [flags]
       payments per second and latency at several loads against the messaging and storage
       bounds measured in the same run, with a chart (docs/performance.md)
   throughput --soak <s> [--soak-rate <n>] [--soak-retention-ms <ms>]
-      one offered rate for a long time, sampling the services' memory and database sizes
+      one offered rate for a long time, sampling the services' memory and database sizes,
+      with a chart of them over time
+  soak-chart <soak.json> <out.svg>
+      the chart of an earlier soak's result
   breakdown [--payments <n>]
       one client's payment, stage by stage, from message traces
   chart <after.json> <before.json> <out.svg>
@@ -142,6 +153,8 @@ async function soak(values: Values): Promise<void> {
       : undefined;
   const result = await soakBenchmark(seconds, rate, retentionMs);
   const file = saveResult('soak', result);
+  const chart = file.replace(/\.json$/, '.svg');
+  writeFileSync(chart, renderSoakChart(result, soakSubtitle(result)));
   if (values['json'] === true) {
     console.log(JSON.stringify(result));
   } else {
@@ -163,8 +176,27 @@ async function soak(values: Values): Promise<void> {
     }
     console.log(`invariant violations: ${result.violations.length}`);
     console.log(`result: ${file}`);
+    console.log(`chart: ${chart}`);
   }
   if (result.violations.length > 0) process.exitCode = 1;
+}
+
+function soakSubtitle(result: SoakResult): string {
+  const { machine } = result;
+  return (
+    `commit ${machine.commit}, ${machine.cores} cores, one nats-server, every vote and decision ` +
+    `fsynced; sampled every 5 s`
+  );
+}
+
+function soakChart(files: readonly string[]): void {
+  const [input, out] = files;
+  if (input === undefined || out === undefined) {
+    throw new ConfigError('usage: soak-chart <soak.json> <out.svg>');
+  }
+  const result = JSON.parse(readFileSync(input, 'utf8')) as SoakResult;
+  writeFileSync(out, renderSoakChart(result, soakSubtitle(result)));
+  console.log(`chart: ${out}`);
 }
 
 async function breakdown(values: Values): Promise<void> {
@@ -227,6 +259,7 @@ async function main(): Promise<void> {
   if (benchmark === 'failover') await failover(values);
   else if (benchmark === 'breakdown') await breakdown(values);
   else if (benchmark === 'chart') chart(positionals.slice(1));
+  else if (benchmark === 'soak-chart') soakChart(positionals.slice(1));
   else if (benchmark === 'deadlines') deadlines(values);
   else if (values.soak !== undefined) await soak(values);
   else await throughput(values);
