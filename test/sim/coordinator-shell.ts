@@ -103,8 +103,6 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
    * term starts when the lock is free, or the process gives up at the timeout (`to-give-up`).
    */
   #termWaits: 'to-start' | 'to-give-up' | undefined;
-  /** When the started write begins, once the write lock is free; never: it fails as busy. */
-  #writeBeginsAt = 0;
   /** The write failed on the busy timeout: the term ends and the lease goes back. */
   #endedBusy = false;
   /** How long a write waits for the lock before it fails as busy, as the real one computes it. */
@@ -425,28 +423,16 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#write = { records, durableCount };
     this.ctx.trace(this.name, 'write', records);
     // Another process holds the write lock: the write waits for it, or fails at the busy timeout.
-    const { now } = this.ctx;
     const { lockedUntil } = this.journal;
-    const lockedMs = lockedUntil - now;
-    const waitsMs = this.#busyWaitMs;
-    this.#writeBeginsAt = lockedMs <= 0 ? now : lockedMs <= waitsMs ? lockedUntil : Infinity;
-    return durableCount > 0 || lockedMs > 0;
-  }
-
-  protected override writeWaitMs(): number {
-    const waitMs = this.#writeBeginsAt - this.ctx.now;
-    return waitMs === Infinity ? this.#busyWaitMs : waitMs;
-  }
-
-  protected override writeBegun(): boolean {
-    return this.ctx.now >= this.#writeBeginsAt;
+    this.waitForLock(lockedUntil, this.#busyWaitMs);
+    return durableCount > 0 || lockedUntil > this.ctx.now;
   }
 
   protected commitWrite(): CoordinatorInput[] {
     const write = this.#write;
     if (write === undefined) return [];
     this.#write = undefined;
-    if (this.#writeBeginsAt === Infinity) {
+    if (this.writeFailedBusy) {
       throw new JournalBusyError('another process kept the write lock past the busy timeout');
     }
     const released = this.journal.append(
@@ -575,7 +561,6 @@ export class SimCoordinator extends SimProcess<CoordinatorInput, CoordinatorEffe
     this.#requests.clear();
     this.#outstanding.clear();
     this.#write = undefined;
-    this.#writeBeginsAt = 0;
     this.#endedBusy = false;
     this.#termWaits = undefined;
     this.#leadOnStart = false;

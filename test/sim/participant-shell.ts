@@ -44,8 +44,6 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
   /** Status queries awaiting an answer: request id to transaction id. */
   readonly #queries = new Map<number, string>();
   #write: { readonly effects: readonly LocalEffect[]; readonly now: number } | undefined;
-  /** When the started write begins, once the write lock is free; never: it fails as busy. */
-  #writeBeginsAt = 0;
   /** Until when another process holds the database's write lock; not volatile: its own. */
   databaseLockedUntil = 0;
   /** Decisions held back for the next PREPARE's write, or until `decisionHoldMs` passes. */
@@ -243,27 +241,15 @@ export class SimParticipant extends SimProcess<ParticipantInput, ParticipantEffe
     this.#write = { effects, now: this.ctx.now };
     this.ctx.trace(this.name, 'write', effects);
     // Another process holds the write lock: the write waits for it, or fails at the busy timeout.
-    const { now } = this.ctx;
-    const lockedMs = this.databaseLockedUntil - now;
-    this.#writeBeginsAt =
-      lockedMs <= 0 ? now : lockedMs <= busyTimeoutMs ? this.databaseLockedUntil : Infinity;
+    this.waitForLock(this.databaseLockedUntil, busyTimeoutMs);
     return true;
-  }
-
-  protected override writeWaitMs(): number {
-    const waitMs = this.#writeBeginsAt - this.ctx.now;
-    return waitMs === Infinity ? busyTimeoutMs : waitMs;
-  }
-
-  protected override writeBegun(): boolean {
-    return this.ctx.now >= this.#writeBeginsAt;
   }
 
   protected commitWrite(): ParticipantInput[] {
     const write = this.#write;
     if (write === undefined) return [];
     this.#write = undefined;
-    if (this.#writeBeginsAt === Infinity) {
+    if (this.writeFailedBusy) {
       // The real `#runLocally`: nothing was written; every step is answered `unavailable`.
       this.ctx.count('participant-busy');
       const error = 'locked by another process past the busy timeout';

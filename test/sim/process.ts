@@ -36,6 +36,10 @@ export abstract class SimProcess<Input, Effect> {
   #followUps: Input[] = [];
   #timerAt = Number.POSITIVE_INFINITY;
   #fencedWrite = false;
+  /** When the started write begins: at once, once another process's lock is free, or never. */
+  #writeBeginsAt = 0;
+  /** How long the started write may wait for that lock (SQLite's busy timeout). */
+  #busyWaitMs = 0;
 
   constructor(name: ProcessName, ctx: ProcessContext) {
     this.name = name;
@@ -59,7 +63,7 @@ export abstract class SimProcess<Input, Effect> {
   /** kill -9: volatile state is lost; a write in progress is durable or not, at random. */
   crash(): void {
     if (!this.up) return;
-    if (this.#writing && this.writeBegun() && this.ctx.rng.chance(0.5)) {
+    if (this.#writing && this.ctx.now >= this.#writeBeginsAt && this.ctx.rng.chance(0.5)) {
       // The crash came after the fsync but before the process could act on it.
       this.ctx.count('write-survived-crash');
       this.#commitWrite();
@@ -76,6 +80,7 @@ export abstract class SimProcess<Input, Effect> {
     this.#followUps = [];
     this.#timerAt = Number.POSITIVE_INFINITY;
     this.#fencedWrite = false;
+    this.#writeBeginsAt = 0;
     this.loseVolatileState();
   }
 
@@ -199,6 +204,7 @@ export abstract class SimProcess<Input, Effect> {
       const group = this.#agenda.slice(this.#index, end);
       this.#index = end;
       if (this.holdWrite(group)) continue;
+      this.#writeBeginsAt = 0;
       if (this.startWrite(group)) {
         this.#startFsync();
         return;
@@ -216,7 +222,7 @@ export abstract class SimProcess<Input, Effect> {
   #startFsync(): void {
     this.#writing = true;
     const { rng, params, now } = this.ctx;
-    const fsyncMs = rng.int(0, params.fsyncMsMax) + this.writeWaitMs();
+    const fsyncMs = rng.int(0, params.fsyncMsMax) + this.#writeWaitMs();
     const incarnation = this.incarnation;
     if (this.ctx.chaos && rng.chance(params.faults.crashInWriteRate)) {
       // Aim a crash inside the write, where "durable or not" is decided. Scheduled first, so
@@ -245,14 +251,28 @@ export abstract class SimProcess<Input, Effect> {
     this.onFenced();
   }
 
-  /** How long the started write waits before it begins: for the journal's write lock. */
-  protected writeWaitMs(): number {
-    return 0;
+  /**
+   * For `startWrite`: another process holds the database's write lock until `lockedUntil`. The
+   * started write waits for it, as SQLite's busy handler does, up to `busyWaitMs`; past that it
+   * never begins (a crash meanwhile leaves nothing durable) and fails as busy at the timeout
+   * (`writeFailedBusy`).
+   */
+  protected waitForLock(lockedUntil: number, busyWaitMs: number): void {
+    const { now } = this.ctx;
+    const lockedMs = lockedUntil - now;
+    this.#writeBeginsAt = lockedMs <= 0 ? now : lockedMs <= busyWaitMs ? lockedUntil : Infinity;
+    this.#busyWaitMs = busyWaitMs;
   }
 
-  /** Whether the started write has begun, so that a crash may leave it durable. */
-  protected writeBegun(): boolean {
-    return true;
+  /** For `commitWrite`: the started write waited out the busy timeout and wrote nothing. */
+  protected get writeFailedBusy(): boolean {
+    return this.#writeBeginsAt === Infinity;
+  }
+
+  /** How long the started write waits before it begins, or before it fails as busy. */
+  #writeWaitMs(): number {
+    if (this.#writeBeginsAt === Infinity) return this.#busyWaitMs;
+    return Math.max(0, this.#writeBeginsAt - this.ctx.now);
   }
 
   /** Whether the process may handle a batch now; false: its term is over (coordinators only). */
