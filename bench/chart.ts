@@ -70,6 +70,13 @@ export function linearTicks(max: number, count = 5): number[] {
   return ticks;
 }
 
+/** The top of an axis: the last of its round ticks (linearTicks) at or above `value`. */
+export function axisTop(value: number): number {
+  const ticks = linearTicks(value);
+  const last = ticks.at(-1) ?? value;
+  return last >= value ? last : last + (ticks[1] ?? value);
+}
+
 function logTicks(min: number, max: number): number[] {
   const ticks: number[] = [];
   for (let exponent = Math.floor(Math.log10(min)); 10 ** exponent <= max * 1.001; exponent++) {

@@ -6,7 +6,7 @@
  * a retention that works (the journal stops growing) from records that are kept (the parties').
  */
 import type { ServiceName } from '../ops/stack.ts';
-import { font, line, linearTicks, text } from './chart.ts';
+import { axisTop, font, line, linearTicks, text } from './chart.ts';
 import type { SoakResult, SoakSample } from './soak.ts';
 
 const width = 1_000;
@@ -34,13 +34,6 @@ const panels: readonly Panel[] = [
   { title: 'JavaScript heap in use, MB', value: (sample) => sample.heapMb },
   { title: 'database file and WAL, MB', value: (sample) => sample.databaseMb },
 ];
-
-/** The top of an axis: the last of its round ticks at or above `value`. */
-function axisTop(value: number): number {
-  const ticks = linearTicks(value);
-  const last = ticks.at(-1) ?? value;
-  return last >= value ? last : last + (ticks[1] ?? value);
-}
 
 /** Minutes for a long soak, seconds for a short one. */
 function timeUnit(spanS: number): { readonly seconds: number; readonly name: string } {

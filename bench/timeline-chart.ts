@@ -7,7 +7,7 @@
  * each burst lines up with.
  */
 import type { GcKind } from '../common/stats.ts';
-import { font, line, linearTicks, text } from './chart.ts';
+import { axisTop, font, line, linearTicks, text } from './chart.ts';
 import { percentile } from './report.ts';
 import type { LevelResult, NodeProcessName } from './throughput.ts';
 
@@ -33,13 +33,6 @@ const legend: readonly [GcKind | 'commit', string][] = [
   ['minor', 'minor GC'],
   ['commit', 'write transaction ≥ 2 ms'],
 ];
-
-/** The top of the latency axis: the last of its round ticks at or above `value`. */
-function axisTop(value: number): number {
-  const ticks = linearTicks(value);
-  const last = ticks.at(-1) ?? value;
-  return last >= value ? last : last + (ticks[1] ?? value);
-}
 
 /** Fastest, median and slowest latency of the payments scheduled in each 20 ms. */
 function buckets(
