@@ -14,6 +14,7 @@ export const faultKinds = [
   'link-drop',
   'link-stall',
   'link-one-way',
+  'link-duplicate',
   'retry-storm',
   'restart-all',
   'crash-point',
@@ -35,6 +36,8 @@ export const faultDescriptions: Readonly<Record<FaultKind, string>> = {
   'link-drop': "lose 10-60 % of the messages on a service's NATS link for 1-5 s",
   'link-stall': "freeze a service's NATS link for 1-5 s, then deliver what was held",
   'link-one-way': "lose every message in one direction of a service's NATS link for 1-5 s",
+  'link-duplicate':
+    "deliver 10-50 % of the messages on a service's NATS link twice for 1-5 s, each copy up to 0.05-2 s late",
   'retry-storm': '16-96 concurrent requests with one idempotency key',
   'restart-all': 'kill -9 every service and NATS server, then start everything again',
   'crash-point':

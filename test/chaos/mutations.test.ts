@@ -69,6 +69,16 @@ const cases: readonly MutationCase[] = [
     caughtAs: ['reply-truth', 'agreement', 'atomicity', 'liveness', 'no-hold-left', 'crash'],
   },
   {
+    mutation: 'prepare-after-abort-is-new',
+    bug: 'a late duplicate PREPARE executed after its transaction aborted',
+    // Copies of PREPAREs arrive up to 2 s late, after the ABORT (or the NO vote) that ended their
+    // transaction; executed as new, one takes a second hold, or fails on the barrier row that is
+    // already there and stops the participant (a crash).
+    faults: ['link-duplicate'],
+    durationS: 20,
+    caughtAs: ['crash', 'no-hold-left', 'atomicity', 'agreement', 'reply-truth'],
+  },
+  {
     mutation: 'skip-fingerprint-check',
     bug: 'a key reused with a different request answered as the original',
     faults: [],

@@ -234,6 +234,7 @@ export class Nemesis {
       case 'link-drop':
       case 'link-stall':
       case 'link-one-way':
+      case 'link-duplicate':
         return this.#linkFault(kind, rng);
       case 'retry-storm':
         return this.#retryStorm(rng);
@@ -350,10 +351,7 @@ export class Nemesis {
     };
   }
 
-  async #linkFault(
-    kind: 'link-cut' | 'link-delay' | 'link-drop' | 'link-stall' | 'link-one-way',
-    rng: Rng,
-  ): Promise<FaultPlan> {
+  async #linkFault(kind: LinkFaultKind, rng: Rng): Promise<FaultPlan> {
     const choice = rng.pick(['bank', 'vendor', 'customer', 'active', 'standby'] as const);
     let name: ProcessName;
     if (choice === 'active' || choice === 'standby') {
@@ -364,6 +362,7 @@ export class Nemesis {
     }
     const mode = linkMode(kind, rng);
     const link = this.#options.stack.links[name];
+    let before = link.damage;
     const coordinator = (coordinatorInstances as readonly string[]).includes(name);
     return {
       kind,
@@ -372,12 +371,19 @@ export class Nemesis {
       durationMs: kind === 'link-cut' ? rng.int(500, 3_000) : rng.int(1_000, 5_000),
       detail: { mode: describeMode(mode) },
       start: () => {
+        before = link.damage;
         link.setMode(mode);
         return Promise.resolve(undefined);
       },
       stop: () => {
         link.setMode(passMode);
-        return Promise.resolve({});
+        // What the fault did, for the history: messages lost, and messages copied (whose copies
+        // may still be on their way).
+        const after = link.damage;
+        return Promise.resolve({
+          lost: after.lost - before.lost,
+          copied: after.copied - before.copied,
+        });
       },
     };
   }
@@ -574,10 +580,9 @@ function otherCoordinator(instance: CoordinatorInstance): CoordinatorInstance {
   return instance === 'coordinator-1' ? 'coordinator-2' : 'coordinator-1';
 }
 
-function linkMode(
-  kind: 'link-cut' | 'link-delay' | 'link-drop' | 'link-stall' | 'link-one-way',
-  rng: Rng,
-): LinkMode {
+type LinkFaultKind = Extract<FaultKind, `link-${string}`>;
+
+function linkMode(kind: LinkFaultKind, rng: Rng): LinkMode {
   switch (kind) {
     case 'link-cut':
       return { kind: 'cut' };
@@ -591,6 +596,12 @@ function linkMode(
       return { kind: 'stall' };
     case 'link-one-way':
       return { kind: 'one-way', lose: rng.pick(['to-nats', 'from-nats'] as const) };
+    case 'link-duplicate':
+      return {
+        kind: 'duplicate',
+        probability: rng.int(10, 50) / 100,
+        lateMsMax: rng.int(50, 2_000),
+      };
   }
 }
 

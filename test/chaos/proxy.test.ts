@@ -1,6 +1,6 @@
 /**
  * The link proxy against a real nats-server: messages pass, are delayed, lost one way, held by a
- * stall and delivered after it, and a cut closes the link. Also the frame reader on its own, since
+ * stall and delivered after it, delivered twice, and a cut closes the link. Also the frame reader on its own, since
  * every fault depends on cutting the stream at message boundaries.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -122,6 +122,39 @@ test('a stall holds messages and delivers them when it ends', async (t) => {
   await sleep(300);
   t.deepEqual(seen, ['late'], 'delivered late');
   sub.unsubscribe();
+});
+
+test('duplicate delivers every message and, late, a copy of each, both ways', async (t) => {
+  const r = await rig(t);
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const inbound: string[] = [];
+  const outbound: string[] = [];
+  const into = (seen: string[]) => ({
+    callback: (_error: unknown, msg: { data: Uint8Array }) => {
+      seen.push(decoder.decode(msg.data));
+    },
+  });
+  r.proxied.subscribe('in', into(inbound));
+  r.direct.subscribe('out', into(outbound));
+  await Promise.all([r.proxied.flush(), r.direct.flush()]);
+  r.proxy.setMode({ kind: 'duplicate', probability: 1, lateMsMax: 200 });
+  for (const n of ['1', '2', '3', '4', '5']) {
+    r.direct.publish('in', encoder.encode(n));
+    r.proxied.publish('out', encoder.encode(n));
+  }
+  await r.direct.flush();
+  await r.proxied.flush();
+  // The originals pass at once, in order; each copy follows within lateMsMax.
+  t.deepEqual([...new Set(inbound)], ['1', '2', '3', '4', '5'], 'the originals, in order');
+  r.proxy.setMode({ kind: 'pass' });
+  await sleep(400);
+  const twice = ['1', '1', '2', '2', '3', '3', '4', '4', '5', '5'];
+  t.deepEqual([...inbound].sort(), twice, 'towards the service: each message twice');
+  t.deepEqual([...outbound].sort(), twice, 'towards NATS: each message twice');
+  t.is(r.proxy.counters.copied, 10);
+  t.not(await echo(r), 'timeout');
+  t.is(r.proxy.counters.copied, 10, 'no copies once the mode has ended');
 });
 
 test('a cut closes the link and refuses reconnection until it ends', async (t) => {

@@ -15,6 +15,10 @@
  *   still pass both ways, so neither side notices (a commit applied, its acknowledgement lost).
  * - `stall`: nothing moves in either direction; what arrives is held and delivered late when the
  *   stall ends (if the connection is still open), like a link that hangs and then recovers.
+ * - `duplicate`: every message passes, and each data message is, with a probability, delivered a
+ *   second time up to `lateMsMax` later, behind whatever passed meanwhile: a duplicate that may
+ *   arrive after newer messages (a replay), as a sender re-sending or a network repeating itself
+ *   would deliver it. The copy goes on the same connection; if that closes first, it is lost.
  * - `cut`: every connection is closed and new ones are closed as soon as they are accepted.
  *
  * The server's INFO lists the cluster's client URLs (`connect_urls`), and nats.js adds them to its
@@ -32,6 +36,7 @@ export type LinkMode =
   | { readonly kind: 'drop'; readonly probability: number }
   | { readonly kind: 'one-way'; readonly lose: LinkDirection }
   | { readonly kind: 'stall' }
+  | { readonly kind: 'duplicate'; readonly probability: number; readonly lateMsMax: number }
   | { readonly kind: 'cut' };
 
 export const passMode: LinkMode = { kind: 'pass' };
@@ -123,6 +128,8 @@ class Pipe {
   #heldBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #lastAt = 0;
+  /** Copies waiting for their time (duplicate mode); cancelled when the connection closes. */
+  readonly #copies = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly destination: Socket,
@@ -145,11 +152,31 @@ class Pipe {
 
   #accept(frame: Frame): void {
     const mode = this.link.mode;
-    if (frame.kind === 'data' && this.link.loses(this.direction, mode)) {
-      this.link.counters.lost += 1;
-      return;
+    if (frame.kind === 'data') {
+      if (this.link.loses(this.direction, mode)) {
+        this.link.counters.lost += 1;
+        return;
+      }
+      const lateMs = this.link.copyLateMs(mode);
+      if (lateMs !== undefined) this.#copyLater(frame.bytes, lateMs);
     }
-    const bytes = frame.kind === 'info' ? this.link.rewrite(frame.bytes) : frame.bytes;
+    this.#enqueue(frame.kind === 'info' ? this.link.rewrite(frame.bytes) : frame.bytes);
+  }
+
+  /** A copy of a data message, sent `lateMs` from now behind what passed meanwhile. */
+  #copyLater(bytes: Buffer, lateMs: number): void {
+    this.link.counters.copied += 1;
+    const timer = setTimeout(() => {
+      this.#copies.delete(timer);
+      this.#enqueue(bytes);
+      this.#pump();
+    }, lateMs);
+    this.#copies.add(timer);
+  }
+
+  /** Queues whole messages in order, held as the link's mode says (a delay, a stall). */
+  #enqueue(bytes: Buffer): void {
+    const mode = this.link.mode;
     let at: number | undefined = Date.now();
     if (mode.kind === 'stall') at = undefined;
     else if (mode.kind === 'delay') {
@@ -204,6 +231,8 @@ class Pipe {
   close(): void {
     clearTimeout(this.#timer);
     this.#queue.length = 0;
+    for (const copy of this.#copies) clearTimeout(copy);
+    this.#copies.clear();
   }
 }
 
@@ -216,7 +245,8 @@ interface Connection {
 
 /** One listening proxy: 127.0.0.1:<port> in front of 127.0.0.1:<natsPort>. */
 export class LinkProxy {
-  readonly counters = { connections: 0, lost: 0, bytes: 0, refused: 0 };
+  /** `copied`: data messages to be delivered twice (duplicate mode), counted when copied. */
+  readonly counters = { connections: 0, lost: 0, copied: 0, bytes: 0, refused: 0 };
   #mode: LinkMode = passMode;
   readonly #connections = new Set<Connection>();
   #addressMap: ReadonlyMap<string, string> = new Map();
@@ -281,6 +311,12 @@ export class LinkProxy {
     if (mode.kind === 'one-way') return mode.lose === direction;
     if (mode.kind === 'drop') return this.rng.next() < mode.probability;
     return false;
+  }
+
+  /** In duplicate mode, when a data message is copied: how much later its copy leaves. */
+  copyLateMs(mode: LinkMode): number | undefined {
+    if (mode.kind !== 'duplicate' || this.rng.next() >= mode.probability) return undefined;
+    return Math.floor(this.rng.next() * (mode.lateMsMax + 1));
   }
 
   rewrite(info: Buffer): Buffer {
@@ -363,6 +399,17 @@ export class ServiceLink {
     for (const proxy of this.proxies) proxy.setMode(mode);
   }
 
+  /** Data messages lost and copied on this link so far, over all its proxies. */
+  get damage(): { readonly lost: number; readonly copied: number } {
+    let lost = 0;
+    let copied = 0;
+    for (const { counters } of this.proxies) {
+      lost += counters.lost;
+      copied += counters.copied;
+    }
+    return { lost, copied };
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.proxies.map((proxy) => proxy.close()));
   }
@@ -381,6 +428,8 @@ export function describeMode(mode: LinkMode): string {
       return `one-way, losing ${mode.lose}`;
     case 'stall':
       return 'stall';
+    case 'duplicate':
+      return `duplicate ${Math.round(mode.probability * 100)}%, up to ${mode.lateMsMax} ms late`;
     case 'cut':
       return 'cut';
   }
