@@ -251,7 +251,7 @@ const faultColours: Readonly<Record<string, string>> = {
   'link-drop': '#6baed6',
   'link-stall': '#08519c',
   'link-one-way': '#9ecae1',
-  'link-duplicate': '#3182bd',
+  'link-duplicate': '#5254a3',
   'retry-storm': '#e377c2',
   'restart-all': '#000000',
   'crash-point': '#bcbd22',
@@ -287,7 +287,8 @@ export function renderSvg(timeline: Timeline, endS: number): string {
   const throughputTop = 20;
   const latencyTop = throughputTop + panelHeight + 30;
   const faultsTop = latencyTop + panelHeight + 30;
-  const height = faultsTop + laneCount * laneHeight + 60;
+  const legendTop = faultsTop + laneCount * laneHeight + 28;
+  const height = legendTop + legendRows * legendRowHeight;
   const parts: string[] = [];
   const totals = timeline.buckets.map((bucket) => bucket.ok + bucket.fail + bucket.info);
   const rateMax = Math.max(1, ...totals);
@@ -321,12 +322,17 @@ export function renderSvg(timeline: Timeline, endS: number): string {
   for (const [index, mark] of timeline.marks.entries()) {
     const at = x(mark.atS);
     const labelY = throughputTop + 12 + index * 12;
+    // The marks come at the end of a run: a label that would leave the picture goes on the left.
+    const label =
+      at > width - right - 80
+        ? `<text x="${at - 3}" y="${labelY}" font-size="11" text-anchor="end">`
+        : `<text x="${at + 3}" y="${labelY}" font-size="11">`;
     parts.push(
       `<line x1="${at}" x2="${at}" y1="${throughputTop}" y2="${faultsTop + laneCount * laneHeight}" stroke="#333" stroke-dasharray="4 3"/>`,
-      `<text x="${at + 3}" y="${labelY}" font-size="11">${escape(mark.label)}</text>`,
+      `${label}${escape(mark.label)}</text>`,
     );
   }
-  parts.push(...legend(faultsTop + laneCount * laneHeight + 28));
+  parts.push(...legend(legendTop));
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
@@ -435,12 +441,16 @@ function axes(
   return parts;
 }
 
+const legendColumns = 7;
+const legendRowHeight = 16;
+const legendRows = Math.ceil(Object.keys(faultColours).length / legendColumns);
+
 function legend(top: number): string[] {
   return Object.entries(faultColours).map(([kind, colour], index) => {
-    const column = index % 7;
-    const row = Math.floor(index / 7);
+    const column = index % legendColumns;
+    const row = Math.floor(index / legendColumns);
     const lx = left + column * 145;
-    const ly = top + row * 16;
+    const ly = top + row * legendRowHeight;
     return (
       `<rect x="${lx}" y="${ly - 9}" width="10" height="10" fill="${colour}"/>` +
       `<text x="${lx + 14}" y="${ly}" font-size="11">${kind}</text>`
