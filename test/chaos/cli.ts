@@ -2,12 +2,16 @@
  * `npm run chaos -- [--duration <s>] [--seed <n>] [--faults <list>] [--json] …` (options.ts has
  * every flag). Progress goes to stderr, the summary to stdout (as JSON with --json). Exit codes:
  * 0 no violation, 1 violations, 2 bad usage, 3 the run itself failed, 130 interrupted.
+ *
+ * `npm run chaos -- report <run-dir> [--svg <file>]` draws a finished run's report again
+ * (redraw.ts): exit 0, or 2 on bad usage or a directory that holds no finished run.
  */
 import { errorText } from '../../common/log.ts';
 import { randomInt } from 'node:crypto';
 import { formatSummary } from './report.ts';
 import { ChaosUsageError, chaosUsage, parseChaosArgs, seedMax } from './options.ts';
 import { runChaos } from './run.ts';
+import { RedrawUsageError, parseRedrawArgs, redrawReport, reportUsage } from './redraw.ts';
 
 function progressWriter(): { phase: (text: string) => void; tick: (status: string) => void } {
   const tty = process.stderr.isTTY;
@@ -36,7 +40,25 @@ function progressWriter(): { phase: (text: string) => void; tick: (status: strin
   };
 }
 
+async function report(args: readonly string[]): Promise<number> {
+  let options;
+  try {
+    options = parseRedrawArgs(args);
+  } catch (error) {
+    if (!(error instanceof RedrawUsageError)) throw error;
+    process.stderr.write(`chaos report: ${error.message}\n\n${reportUsage}`);
+    return 2;
+  }
+  if (options === 'help') {
+    process.stdout.write(reportUsage);
+    return 0;
+  }
+  for (const file of await redrawReport(options)) process.stdout.write(`${file}\n`);
+  return 0;
+}
+
 async function main(): Promise<number> {
+  if (process.argv[2] === 'report') return report(process.argv.slice(3));
   let options;
   try {
     options = parseChaosArgs(process.argv.slice(2), () => randomInt(0, seedMax));

@@ -57,6 +57,7 @@ export const defaultOptions = {
 } as const;
 
 export const chaosUsage = `Usage: npm run chaos -- [options]
+       npm run chaos -- report <run-dir> [--svg <file>]   (draws a finished run's report again)
 
 Runs the whole stack under load while a nemesis breaks it, then heals, checks every invariant
 against the history and the databases, and writes history.jsonl, summary.json and report.html

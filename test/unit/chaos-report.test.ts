@@ -2,10 +2,18 @@
  * The chaos report's picture (test/chaos/report.ts): every label lies inside it, whatever the
  * number of fault kinds in the legend and however close to the end the run's marks come (the
  * 30-minute run's legend lost its last row and its marks their labels before this was checked).
+ * And `npm run chaos -- report <dir>` (test/chaos/redraw.ts), which draws a finished run's report
+ * again from its history: the same picture the run drew, the same marks.
  */
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { faultKinds } from '../chaos/faults.ts';
-import { Timeline, renderSvg } from '../chaos/report.ts';
+import type { HistoryEvent } from '../chaos/history.ts';
+import { replayTimeline } from '../chaos/redraw.ts';
+import { Timeline, renderSvg, type ChaosSummary } from '../chaos/report.ts';
 
 const nsPerS = 1_000_000_000;
 
@@ -79,4 +87,137 @@ test('every fault kind is in the legend, and every label inside the picture', (t
     return label.y > height - 2 || from < 0 || to > width;
   });
   t.deepEqual(outside, [], 'no label leaves the picture');
+});
+
+/** A small finished run: two payments, one fault, the heal and the final restart. */
+function fakeRun(dir: string): { timeline: Timeline; endS: number } {
+  const events: Omit<HistoryEvent, 'index'>[] = [
+    { type: 'invoke', f: 'pay', process: 0, time: 0.5e9, value: {}, error: null },
+    {
+      type: 'invoke',
+      f: 'link-duplicate',
+      process: 'nemesis',
+      time: 1e9,
+      value: { fault: 1, target: 'bank', phase: 'start' },
+      error: null,
+    },
+    { type: 'ok', f: 'pay', process: 0, time: 1.5e9, value: { outcome: 'committed' }, error: null },
+    { type: 'invoke', f: 'pay', process: 0, time: 2e9, value: {}, error: null },
+    {
+      type: 'fail',
+      f: 'pay',
+      process: 0,
+      time: 2.5e9,
+      value: { outcome: 'aborted', abortedBy: 'vendor' },
+      error: null,
+    },
+    {
+      type: 'info',
+      f: 'link-duplicate',
+      process: 'nemesis',
+      time: 3e9,
+      value: { fault: 1, target: 'bank', phase: 'stop', copied: 4 },
+      error: null,
+    },
+    {
+      type: 'invoke',
+      f: 'heal',
+      process: 'nemesis',
+      time: 4e9,
+      value: { phase: 'start' },
+      error: null,
+    },
+    {
+      type: 'info',
+      f: 'heal',
+      process: 'nemesis',
+      time: 4.5e9,
+      value: { phase: 'stop', failed: [] },
+      error: null,
+    },
+    {
+      type: 'invoke',
+      f: 'final-restart',
+      process: 'nemesis',
+      time: 6e9,
+      value: { target: 'services' },
+      error: null,
+    },
+    { type: 'ok', f: 'read', process: 'reader', time: 7e9, value: { pass: 2 }, error: null },
+  ];
+  const lines = events.map((event, index) => JSON.stringify({ index, ...event }));
+  writeFileSync(join(dir, 'history.jsonl'), `${lines.join('\n')}\n`);
+  const summary: Partial<ChaosSummary> = {
+    seed: 1,
+    durationS: 5,
+    clients: 1,
+    faultKinds: ['link-duplicate'],
+    mutations: [],
+    lease: 'nats',
+    runDir: dir,
+    historyFile: join(dir, 'history.jsonl'),
+    reportFile: join(dir, 'report.html'),
+    payments: {
+      invoked: 2,
+      keys: 2,
+      committed: 1,
+      aborted: 1,
+      abortedBy: { vendor: 1 },
+      refused: {},
+      unknown: 0,
+      unknownResolvedAs: {},
+    },
+    faults: { total: 1, byKind: { 'link-duplicate': 1 } },
+    unexpectedExits: [],
+    throughput: { meanPerS: 0.4, peakPerS: 1 },
+    latencyMs: { p50: 500, p99: 500, max: 500 },
+    healMs: 500,
+    healToDecidedMs: 250,
+    settledInTime: true,
+    settleBoundS: 60,
+    violations: { total: 0, byKind: {}, first: [] },
+    elapsedS: 7,
+  };
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary));
+  writeFileSync(join(dir, 'violations.txt'), '\n');
+  // What the run itself observed and marked at those moments.
+  const timeline = new Timeline();
+  for (const [index, event] of events.entries()) timeline.observe({ index, ...event });
+  timeline.mark('heal', 4e9);
+  timeline.mark('decided', 4.75e9);
+  timeline.mark('restart', 6e9);
+  return { timeline, endS: 7 };
+}
+
+test('a run replayed from its history draws the picture the run drew', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'continuum-redraw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const live = fakeRun(dir);
+  const replayed = await replayTimeline(join(dir, 'history.jsonl'), 250);
+  t.deepEqual(replayed.timeline.marks, live.timeline.marks, 'heal, decided 250 ms after, restart');
+  t.is(replayed.endS, live.endS);
+  t.deepEqual(replayed.timeline.counts, live.timeline.counts);
+  t.is(renderSvg(replayed.timeline, replayed.endS), renderSvg(live.timeline, live.endS));
+});
+
+test('npm run chaos -- report redraws a run directory and refuses one without a run', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'continuum-redraw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const chaos = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'test/chaos/cli.ts', 'report', ...args], {
+      encoding: 'utf8',
+    });
+  const empty = chaos(dir);
+  t.is(empty.status, 2, empty.stderr);
+  t.regex(empty.stderr, /is not a finished chaos run: it has no history\.jsonl/);
+  t.is(chaos().status, 2, 'no directory');
+  t.is(chaos(dir, 'extra').status, 2, 'an extra argument');
+  fakeRun(dir);
+  const svg = join(dir, 'picture.svg');
+  const done = chaos(dir, '--svg', svg);
+  t.is(done.status, 0, done.stderr);
+  const report = readFileSync(join(dir, 'report.html'), 'utf8');
+  t.true(existsSync(svg));
+  t.true(report.includes(readFileSync(svg, 'utf8')), 'the report holds the same picture');
+  t.regex(report, /1 committed, 1 aborted/);
 });
