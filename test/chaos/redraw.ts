@@ -53,9 +53,9 @@ export function parseRedrawArgs(args: readonly string[]): RedrawOptions | 'help'
 }
 
 /**
- * The run's timeline, replayed from its history. The marks come from the events the run wrote at
- * the same moments: `heal` (its invoke) and `final-restart`; "decided" is the end of healing
- * plus the summary's time to decide after it, as the run measured it.
+ * The run's timeline, replayed from its history as the run observed it. A history written before
+ * 2026-12-08 has no `settled` event: its "decided" mark is then the end of healing plus the
+ * summary's time to decide after it, which the run measured between the same two moments.
  */
 export async function replayTimeline(
   historyFile: string,
@@ -63,17 +63,19 @@ export async function replayTimeline(
 ): Promise<{ timeline: Timeline; endS: number }> {
   const timeline = new Timeline();
   let lastNs = 0;
+  let healedAtNs: number | undefined;
+  let settled = false;
   await forEachEvent(historyFile, (event) => {
+    if (event.process === 'nemesis') {
+      if (event.f === 'settled') settled = true;
+      if (event.f === 'heal' && event.type === 'info') healedAtNs = event.time;
+      const restart = event.f === 'final-restart' && event.type === 'invoke';
+      if (restart && !settled && healedAtNs !== undefined && healToDecidedMs !== null) {
+        timeline.mark('decided', healedAtNs + healToDecidedMs * 1_000_000);
+      }
+    }
     timeline.observe(event);
     lastNs = event.time;
-    if (event.process !== 'nemesis' || event.type === 'ok' || event.type === 'fail') return;
-    if (event.f === 'heal' && event.type === 'invoke') timeline.mark('heal', event.time);
-    if (event.f === 'heal' && event.type === 'info' && healToDecidedMs !== null) {
-      timeline.mark('decided', event.time + healToDecidedMs * 1_000_000);
-    }
-    if (event.f === 'final-restart' && event.type === 'invoke') {
-      timeline.mark('restart', event.time);
-    }
   });
   return { timeline, endS: lastNs / 1_000_000_000 };
 }

@@ -37,7 +37,7 @@ export class Timeline {
 
   observe(event: HistoryEvent): void {
     if (event.process === 'nemesis') {
-      this.#observeFault(event);
+      this.#observeNemesis(event);
       return;
     }
     if (event.f !== 'pay' || typeof event.process !== 'number') return;
@@ -66,6 +66,15 @@ export class Timeline {
 
   mark(label: string, timeNs: number): void {
     this.marks.push({ label, atS: timeNs / nsPerS });
+  }
+
+  /** The run's phases, as the run writes them into its history, are the picture's marks. */
+  #observeNemesis(event: HistoryEvent): void {
+    if (event.f === 'heal' && event.type === 'invoke') this.mark('heal', event.time);
+    else if (event.f === 'settled') this.mark('decided', event.time);
+    else if (event.f === 'final-restart' && event.type === 'invoke') {
+      this.mark('restart', event.time);
+    } else this.#observeFault(event);
   }
 
   #observeFault(event: HistoryEvent): void {

@@ -106,17 +106,9 @@ export async function runChaos(options: ChaosOptions, io: RunIo): Promise<ChaosR
       lanes: options.concurrentFaults,
     });
     await load(options, io, { workload, nemesis, history, timeline });
-    const healed = await heal(io, stack, nemesis, workload, history, timeline);
-    const settled = await settle(
-      options,
-      io,
-      stack,
-      workload.keys,
-      history,
-      timeline,
-      healed.endedAt,
-    );
-    await restartEverything(io, stack, history, timeline);
+    const healed = await heal(io, stack, nemesis, workload, history);
+    const settled = await settle(options, io, stack, workload.keys, history, healed.endedAt);
+    await restartEverything(io, stack, history);
     await readBack(stack, workload.keys, history, 2, Date.now() + options.settleTimeoutS * 1_000);
     const unexpectedExits = nemesis.unexpectedExits.map((exit) => exit.name);
     const faultCounts = Object.fromEntries(nemesis.counts);
@@ -219,11 +211,9 @@ async function heal(
   nemesis: Nemesis,
   workload: Workload,
   history: HistoryWriter,
-  timeline: Timeline,
 ): Promise<{ startedAt: number; endedAt: number }> {
   const startedAt = Date.now();
   io.phase('healing: ending every fault, starting what is down');
-  timeline.mark('heal', history.now());
   history.append('invoke', 'heal', 'nemesis', { phase: 'start' });
   await Promise.all([nemesis.stop(), workload.stop()]);
   const failed = await stack.repair(restartBoundMs);
@@ -244,14 +234,13 @@ async function settle(
   stack: ChaosStack,
   keys: readonly KeyRef[],
   history: HistoryWriter,
-  timeline: Timeline,
   healedAt: number,
 ): Promise<{ inTime: boolean; afterHealMs: number }> {
   const deadline = healedAt + options.settleTimeoutS * 1_000;
   io.phase(`waiting until every payment is decided (bound ${options.settleTimeoutS} s)`);
   const quiet = await waitUntilSettled(stack.files, Math.max(0, deadline - Date.now()));
   const afterHealMs = Date.now() - healedAt;
-  if (quiet) timeline.mark('decided', history.now());
+  if (quiet) history.append('info', 'settled', 'nemesis', { afterHealMs });
   io.phase(`reading back ${keys.length} keys by key, resolving every unknown outcome`);
   const readsUntil = Math.max(deadline, Date.now() + 5_000);
   const unresolved = await readBack(stack, keys, history, 1, readsUntil);
@@ -263,10 +252,8 @@ async function restartEverything(
   io: RunIo,
   stack: ChaosStack,
   history: HistoryWriter,
-  timeline: Timeline,
 ): Promise<void> {
   io.phase('kill -9 every service and start it again');
-  timeline.mark('restart', history.now());
   history.append('invoke', 'final-restart', 'nemesis', { target: 'services' });
   await Promise.all(processNames.map((name) => stack.processes[name].kill()));
   const deadline = Date.now() + restartBoundMs;

@@ -89,8 +89,12 @@ test('every fault kind is in the legend, and every label inside the picture', (t
   t.deepEqual(outside, [], 'no label leaves the picture');
 });
 
-/** A small finished run: two payments, one fault, the heal and the final restart. */
-function fakeRun(dir: string): { timeline: Timeline; endS: number } {
+/**
+ * A small finished run: two payments, one fault, the heal, everything decided 250 ms after it,
+ * and the final restart; its history as the run writes it now, or as it did before the `settled`
+ * event (2026-12-08). Returns the timeline the run itself observed.
+ */
+function fakeRun(dir: string, history: 'now' | 'before-settled'): Timeline {
   const events: Omit<HistoryEvent, 'index'>[] = [
     { type: 'invoke', f: 'pay', process: 0, time: 0.5e9, value: {}, error: null },
     {
@@ -135,6 +139,18 @@ function fakeRun(dir: string): { timeline: Timeline; endS: number } {
       value: { phase: 'stop', failed: [] },
       error: null,
     },
+    ...(history === 'now'
+      ? [
+          {
+            type: 'info',
+            f: 'settled',
+            process: 'nemesis',
+            time: 4.75e9,
+            value: { afterHealMs: 250 },
+            error: null,
+          } as const,
+        ]
+      : []),
     {
       type: 'invoke',
       f: 'final-restart',
@@ -180,25 +196,37 @@ function fakeRun(dir: string): { timeline: Timeline; endS: number } {
   };
   writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary));
   writeFileSync(join(dir, 'violations.txt'), '\n');
-  // What the run itself observed and marked at those moments.
+  // What the run itself observed, event by event (run.ts hands every event to its timeline).
   const timeline = new Timeline();
   for (const [index, event] of events.entries()) timeline.observe({ index, ...event });
-  timeline.mark('heal', 4e9);
-  timeline.mark('decided', 4.75e9);
-  timeline.mark('restart', 6e9);
-  return { timeline, endS: 7 };
+  return timeline;
 }
 
-test('a run replayed from its history draws the picture the run drew', async (t) => {
+const marks = [
+  { label: 'heal', atS: 4 },
+  { label: 'decided', atS: 4.75 },
+  { label: 'restart', atS: 6 },
+];
+
+test("the run's phases in its history are the picture's marks", (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'continuum-redraw-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const live = fakeRun(dir);
-  const replayed = await replayTimeline(join(dir, 'history.jsonl'), 250);
-  t.deepEqual(replayed.timeline.marks, live.timeline.marks, 'heal, decided 250 ms after, restart');
-  t.is(replayed.endS, live.endS);
-  t.deepEqual(replayed.timeline.counts, live.timeline.counts);
-  t.is(renderSvg(replayed.timeline, replayed.endS), renderSvg(live.timeline, live.endS));
+  t.deepEqual(fakeRun(dir, 'now').marks, marks);
 });
+
+for (const history of ['now', 'before-settled'] as const) {
+  test(`a run replayed from its history draws the picture the run drew (history ${history})`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'continuum-redraw-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    fakeRun(dir, history);
+    const live = fakeRun(mkdtempSync(join(dir, 'live-')), 'now');
+    const replayed = await replayTimeline(join(dir, 'history.jsonl'), 250);
+    t.deepEqual(replayed.timeline.marks, marks, 'heal, decided 250 ms after, restart');
+    t.is(replayed.endS, 7);
+    t.deepEqual(replayed.timeline.counts, live.counts);
+    t.is(renderSvg(replayed.timeline, replayed.endS), renderSvg(live, 7));
+  });
+}
 
 test('npm run chaos -- report redraws a run directory and refuses one without a run', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'continuum-redraw-'));
@@ -212,7 +240,7 @@ test('npm run chaos -- report redraws a run directory and refuses one without a 
   t.regex(empty.stderr, /is not a finished chaos run: it has no history\.jsonl/);
   t.is(chaos().status, 2, 'no directory');
   t.is(chaos(dir, 'extra').status, 2, 'an extra argument');
-  fakeRun(dir);
+  fakeRun(dir, 'now');
   const svg = join(dir, 'picture.svg');
   const done = chaos(dir, '--svg', svg);
   t.is(done.status, 0, done.stderr);
