@@ -54,7 +54,7 @@ export function parseRedrawArgs(args: readonly string[]): RedrawOptions | 'help'
 
 /**
  * The run's timeline, replayed from its history as the run observed it. A history written before
- * 2026-12-08 has no `settled` event: its "decided" mark is then the end of healing plus the
+ * commit 47f64b5 (2026-12-07) has no `settled` event: its "decided" mark is then the end of healing plus the
  * summary's time to decide after it, which the run measured between the same two moments.
  */
 export async function replayTimeline(

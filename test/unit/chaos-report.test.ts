@@ -92,7 +92,7 @@ test('every fault kind is in the legend, and every label inside the picture', (t
 /**
  * A small finished run: two payments, one fault, the heal, everything decided 250 ms after it,
  * and the final restart; its history as the run writes it now, or as it did before the `settled`
- * event (2026-12-08). Returns the timeline the run itself observed.
+ * event (commit 47f64b5). Returns the timeline the run itself observed.
  */
 function fakeRun(dir: string, history: 'now' | 'before-settled'): Timeline {
   const events: Omit<HistoryEvent, 'index'>[] = [
