@@ -6,7 +6,8 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../../common/cli.ts';
+import { ConfigError } from '../../common/errors.ts';
 import { forEachEvent } from './history.ts';
 import { Timeline, renderSvg, writeReport, type ChaosSummary } from './report.ts';
 
@@ -28,20 +29,22 @@ export interface RedrawOptions {
 export function parseRedrawArgs(args: readonly string[]): RedrawOptions | 'help' {
   let parsed;
   try {
-    parsed = parseArgs({
+    parsed = parseCommandArgs({
       args: [...args],
       options: { svg: { type: 'string' }, help: { type: 'boolean' } },
       allowPositionals: true,
       strict: true,
     });
   } catch (error) {
-    throw new RedrawUsageError(error instanceof Error ? error.message : String(error));
+    if (!(error instanceof ConfigError)) throw error;
+    throw new RedrawUsageError(error.message);
   }
   if (parsed.values.help === true) return 'help';
   const [runDir, ...extra] = parsed.positionals;
   if (runDir === undefined) throw new RedrawUsageError('the run directory is missing');
-  if (extra.length > 0)
+  if (extra.length > 0) {
     throw new RedrawUsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  }
   const svgFile = parsed.values.svg;
   if (svgFile === '') throw new RedrawUsageError('--svg needs a file name');
   for (const name of ['history.jsonl', 'summary.json']) {
